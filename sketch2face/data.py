@@ -1,0 +1,232 @@
+"""Training data, read from the shared data folder at run time (nothing is copied into the repo).
+
+Sources (see ../shared/data/README.md):
+- CUFS train: 88 photo/sketch pairs, already aligned; we add synthetic styles of the photos.
+- Frontal face photos (london_neutral, 3dsk, composite), aligned to the canvas by their pupils
+  (faces/eyes.csv); their sketches are synthetic.
+
+Never used for training: cufs/test (the benchmark), faces/canada (held out) and eval/.
+Every pair goes through :func:`sketch2face.preprocess.normalise`, the same code that serves
+user drawings, and the photo is warped by the same framing transform.
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from . import preprocess, styles
+from .errors import InputError
+from .preprocess import CANVAS_EYES, CANVAS_SIZE
+
+HELD_OUT = ("cufs/test", "faces/canada", "eval")
+TRAIN_FACE_FOLDERS = ("london_neutral", "3dsk", "composite")
+CUFS_SIZE = (200, 250)
+
+
+def default_data_root() -> Path:
+    """$SKETCH2FACE_DATA, else ../shared/data next to the repository."""
+    if os.environ.get("SKETCH2FACE_DATA"):
+        return Path(os.environ["SKETCH2FACE_DATA"])
+    return Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def _refuse_held_out(path: Path, root: Path, allow_held_out: bool) -> None:
+    relative = path.resolve().relative_to(root.resolve()).as_posix()
+    if not allow_held_out and any(relative == part or relative.startswith(part + "/") for part in HELD_OUT):
+        raise ValueError(f"{relative} is held out for evaluation and must never be used for training")
+
+
+@dataclass
+class FaceRecord:
+    name: str
+    photo: np.ndarray  # uint8 (H, W, 3) RGB on the canvas framing
+    sketch: np.ndarray | None = None  # float32 (H, W) artist sketch, when there is one
+    landmarks: np.ndarray | None = None  # (68, 2) canvas coordinates, for the doodle style
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise FileNotFoundError(path)
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def cufs_to_canvas(image: np.ndarray) -> np.ndarray:
+    """CUFS images are 200x250 in the canonical framing: the canvas is the same frame x1.28."""
+    return cv2.resize(image, CANVAS_SIZE, interpolation=cv2.INTER_CUBIC)
+
+
+def load_cufs(split: str, root: Path | None = None, allow_held_out: bool = False, limit: int | None = None) -> list[FaceRecord]:
+    root = root or default_data_root()
+    folder = root / "cufs" / split
+    _refuse_held_out(folder, root, allow_held_out)
+    records = []
+    for photo_path in sorted((folder / "photos").glob("*.jpg"))[:limit]:
+        sketch_path = folder / "sketches" / photo_path.name
+        sketch = cv2.cvtColor(read_rgb(sketch_path), cv2.COLOR_RGB2GRAY).astype(np.float32) / 255.0
+        records.append(
+            FaceRecord(
+                name=f"cufs/{split}/{photo_path.stem}",
+                photo=cufs_to_canvas(read_rgb(photo_path)),
+                sketch=cufs_to_canvas(sketch),
+            )
+        )
+    return records
+
+
+def eye_alignment(left_eye: tuple[float, float], right_eye: tuple[float, float]) -> np.ndarray:
+    """Similarity transform (2x3) taking the two pupils (image left, image right) to CANVAS_EYES."""
+    source = np.array([left_eye, right_eye], dtype=np.float64)
+    target = np.array(CANVAS_EYES, dtype=np.float64)
+    source_vector, target_vector = source[1] - source[0], target[1] - target[0]
+    scale = np.linalg.norm(target_vector) / np.linalg.norm(source_vector)
+    angle = np.arctan2(target_vector[1], target_vector[0]) - np.arctan2(source_vector[1], source_vector[0])
+    cos, sin = scale * np.cos(angle), scale * np.sin(angle)
+    rotation = np.array([[cos, -sin], [sin, cos]])
+    shift = target[0] - rotation @ source[0]
+    return np.hstack([rotation, shift[:, None]])
+
+
+def load_faces(
+    folders: tuple[str, ...] = TRAIN_FACE_FOLDERS,
+    root: Path | None = None,
+    allow_held_out: bool = False,
+    limit: int | None = None,
+) -> list[FaceRecord]:
+    """Frontal photos with pupil coordinates, aligned to the canvas."""
+    root = root or default_data_root()
+    records = []
+    with open(root / "faces" / "eyes.csv", newline="") as handle:
+        rows = [row for row in csv.DictReader(handle) if row["file"].split("/")[0] in folders]
+    for row in rows[:limit]:
+        path = root / "faces" / row["file"]
+        _refuse_held_out(path, root, allow_held_out)
+        first = (float(row["eye1_x"]), float(row["eye1_y"]))
+        second = (float(row["eye2_x"]), float(row["eye2_y"]))
+        left, right = sorted([first, second])
+        photo = cv2.warpAffine(
+            read_rgb(path), eye_alignment(left, right), CANVAS_SIZE, flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REPLICATE
+        )
+        records.append(FaceRecord(name=f"faces/{row['file']}", photo=photo))
+    return records
+
+
+class LandmarkDetector:
+    """dlib's HOG face detector + 68-point shape predictor, shipped by face-recognition-models."""
+
+    def __init__(self):
+        import dlib
+
+        models = Path(importlib.util.find_spec("face_recognition_models").origin).parent / "models"
+        self._detector = dlib.get_frontal_face_detector()
+        self._predictor = dlib.shape_predictor(str(models / "shape_predictor_68_face_landmarks.dat"))
+
+    def __call__(self, photo: np.ndarray) -> np.ndarray | None:
+        faces = self._detector(photo, 1)
+        if not faces:
+            return None
+        largest = max(faces, key=lambda box: box.area())
+        shape = self._predictor(photo, largest)
+        return np.array([[shape.part(i).x, shape.part(i).y] for i in range(68)], dtype=np.float32)
+
+
+def add_landmarks(records: list[FaceRecord]) -> int:
+    """Fill in landmarks where dlib finds a face; returns how many were found."""
+    try:
+        detector = LandmarkDetector()
+    except ImportError:
+        return 0  # the doodle style then draws outer contours only
+    found = 0
+    for record in records:
+        record.landmarks = detector(record.photo)
+        found += record.landmarks is not None
+    return found
+
+
+# Style mix: CUFS items keep their artist sketch often; everything else is synthetic, with the
+# mouse-doodle style weighted up because it is what people really draw.
+CUFS_STYLE_WEIGHTS = {"artist": 0.4, "doodle": 0.25, "edges": 0.1, "xdog": 0.1, "pencil": 0.15}
+PHOTO_STYLE_WEIGHTS = {"doodle": 0.4, "edges": 0.2, "xdog": 0.2, "pencil": 0.2}
+
+
+def to_tensor(image: np.ndarray) -> torch.Tensor:
+    """uint8 RGB (H, W, 3) or float grey (H, W) in [0, 1] -> float tensor in [-1, 1], CHW."""
+    if image.ndim == 2:
+        return torch.from_numpy(image.astype(np.float32) * 2.0 - 1.0)[None]
+    return torch.from_numpy(image.astype(np.float32) / 127.5 - 1.0).permute(2, 0, 1).contiguous()
+
+
+def make_training_pair(
+    record: FaceRecord, style: str, rng: np.random.Generator, augment: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
+    """One (sketch canvas, photo canvas) pair through the serving preprocessing."""
+    photo = record.photo
+    if style == "artist":
+        sketch = record.sketch
+    else:
+        sketch = styles.make_sketch(style, photo, rng, record.landmarks)
+    if augment:
+        sketch, photo = _augment(sketch, photo, rng)
+    try:
+        normalised = preprocess.normalise(sketch.astype(np.float32))
+    except InputError:  # a style that erased nearly everything: keep the plain framing
+        return sketch.astype(np.float32), photo
+    return normalised.canvas, preprocess.warp_to_canvas(photo, normalised.to_canvas)
+
+
+def _augment(sketch: np.ndarray, photo: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    if rng.random() < 0.5:
+        sketch, photo = sketch[:, ::-1], photo[:, ::-1]
+    height, width = sketch.shape
+    angle = rng.uniform(-6.0, 6.0)
+    scale = rng.uniform(0.85, 1.1)
+    shift = rng.uniform(-10.0, 10.0, size=2)
+    matrix = cv2.getRotationMatrix2D((width / 2, height / 2), angle, scale)
+    matrix[:, 2] += shift
+    sketch = cv2.warpAffine(np.ascontiguousarray(sketch), matrix, (width, height), borderValue=1.0)
+    photo = cv2.warpAffine(np.ascontiguousarray(photo), matrix, (width, height), borderMode=cv2.BORDER_REPLICATE)
+    return sketch, photo
+
+
+class SketchPhotoDataset(Dataset):
+    """Draws a fresh style and augmentation every time an item is read."""
+
+    def __init__(self, records: list[FaceRecord], seed: int = 0, augment: bool = True):
+        if not records:
+            raise ValueError("no training records: is the data folder right?")
+        self.records = records
+        self.seed = seed
+        self.augment = augment
+        self._calls = 0
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def style_for(self, record: FaceRecord, rng: np.random.Generator) -> str:
+        weights = CUFS_STYLE_WEIGHTS if record.sketch is not None else PHOTO_STYLE_WEIGHTS
+        names = list(weights)
+        probabilities = np.array([weights[name] for name in names])
+        return str(rng.choice(names, p=probabilities / probabilities.sum()))
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        self._calls += 1
+        rng = np.random.default_rng([self.seed, index, self._calls])
+        record = self.records[index]
+        sketch, photo = make_training_pair(record, self.style_for(record, rng), rng, self.augment)
+        return {"sketch": to_tensor(sketch), "photo": to_tensor(photo)}
+
+
+def build_training_records(root: Path | None = None, limit: int | None = None, with_landmarks: bool = True) -> list[FaceRecord]:
+    records = load_cufs("train", root, limit=limit) + load_faces(root=root, limit=limit)
+    if with_landmarks:
+        add_landmarks(records)
+    return records

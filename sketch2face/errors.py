@@ -1,0 +1,13 @@
+"""Exceptions whose message is written for the person who caused them (one line, no traceback)."""
+
+
+class Sketch2FaceError(Exception):
+    """Base class: str(error) is a complete, user-facing sentence."""
+
+
+class InputError(Sketch2FaceError, ValueError):
+    """The input can't be turned into a sketch (blank, unreadable, too large, ...)."""
+
+
+class ModelLoadError(Sketch2FaceError, RuntimeError):
+    """The generator weights could not be found, downloaded or read."""

@@ -1,0 +1,143 @@
+"""The inference pipeline: sketch -> normalise -> generate -> (restore) -> image.
+
+    from sketch2face import Sketch2Face
+    model = Sketch2Face.from_pretrained()              # bundled weights/, offline
+    face = model("drawing.png")                         # PIL.Image, RGB
+    result = model.generate(drawing, enhance=True)      # image + notes (e.g. why GFPGAN was skipped)
+
+One instance is safe to share between threads: it holds no per-request state, and the
+generator runs in eval mode under ``torch.inference_mode``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from . import preprocess
+from .errors import ModelLoadError, Sketch2FaceError
+from .networks import UNetGenerator
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
+MODEL_ENV = "SKETCH2FACE_MODEL"
+
+
+@dataclass
+class GenerationResult:
+    image: Image.Image  # RGB, the input's aspect ratio, the face where it was drawn
+    sketch: Image.Image  # the normalised sketch the generator saw (canvas framing)
+    enhanced: bool = False  # GFPGAN ran
+    notes: list[str] = field(default_factory=list)  # one-line messages for the user
+
+
+def _looks_like_repo_id(name: str) -> bool:
+    parts = name.split("/")
+    return len(parts) == 2 and all(parts) and not name.startswith((".", "/", "~"))
+
+
+def load_generator(model: str | os.PathLike | None = None, device: str = "cpu") -> UNetGenerator:
+    """Load from a local folder (config.json + model.safetensors) or a Hub repo id.
+
+    ``model`` defaults to $SKETCH2FACE_MODEL, then the bundled ``weights/`` folder.
+    Raises ModelLoadError with a one-line reason (offline, missing, not safetensors, ...).
+    """
+    name = str(model or os.environ.get(MODEL_ENV) or DEFAULT_WEIGHTS_DIR)
+    path = Path(name).expanduser()
+    if path.is_dir():
+        if not (path / "model.safetensors").is_file():
+            raise ModelLoadError(f"{path} has no model.safetensors (only safetensors weights are loaded).")
+        try:
+            generator = UNetGenerator.from_pretrained(path)
+        except Exception as error:  # corrupt file, wrong config, ...
+            raise ModelLoadError(f"Could not load the generator from {path}: {error}") from None
+    elif _looks_like_repo_id(name):
+        generator = _load_from_hub(name)
+    else:
+        raise ModelLoadError(f"Model {name!r} is neither a folder nor a Hugging Face repo id (user/name).")
+    return generator.to(device).eval()
+
+
+def _load_from_hub(repo_id: str) -> UNetGenerator:
+    from huggingface_hub import constants
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    # Fail fast rather than hang a Space's start-up on an unreachable Hub.
+    os.environ.setdefault("HF_HUB_ETAG_TIMEOUT", "5")
+    os.environ.setdefault("HF_HUB_DOWNLOAD_TIMEOUT", "10")
+    try:
+        return UNetGenerator.from_pretrained(repo_id)
+    except LocalEntryNotFoundError:
+        reason = "HF_HUB_OFFLINE is set and it is not in the local cache" if constants.HF_HUB_OFFLINE else "the Hub is unreachable (offline?) and it is not in the local cache"
+    except Exception as error:  # repo not found, gated, network errors of every kind
+        reason = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else 'no details'}"
+    raise ModelLoadError(
+        f"Could not load model '{repo_id}' from the Hugging Face Hub: {reason}. "
+        f"Unset {MODEL_ENV} to use the bundled weights/."
+    )
+
+
+class Sketch2Face:
+    """Sketch-to-face generator with optional GFPGAN restoration."""
+
+    def __init__(self, generator: UNetGenerator, device: str = "cpu", restorer: Any | None = None):
+        self.generator = generator.to(device).eval()
+        self.device = torch.device(device)
+        self._restorer = restorer
+        self._restorer_lock = threading.Lock()
+
+    @classmethod
+    def from_pretrained(cls, model: str | os.PathLike | None = None, device: str = "cpu", restorer: Any | None = None) -> "Sketch2Face":
+        return cls(load_generator(model, device), device=device, restorer=restorer)
+
+    # -- public API ----------------------------------------------------------------
+    def __call__(self, image: Any, enhance: bool = False) -> Image.Image:
+        return self.generate(image, enhance=enhance).image
+
+    def generate(self, image: Any, enhance: bool = False) -> GenerationResult:
+        """Raises InputError (one-line, user-facing) for anything that is not a usable sketch."""
+        sketch = preprocess.normalise(image)
+        face = self.generate_canvas(sketch.canvas)
+        notes = []
+        if sketch.inverted:
+            notes.append("Light lines on a dark background were detected and inverted.")
+        if sketch.thinned:
+            notes.append("Very thick strokes were thinned to a pen width the model knows.")
+        enhanced = False
+        if enhance:
+            try:
+                face = self.restorer.restore(face)
+                enhanced = True
+            except Sketch2FaceError as error:
+                notes.append(f"Face restoration skipped: {error} Returned the unrestored face.")
+        output = preprocess.uncanvas(face, sketch)
+        sketch_image = Image.fromarray((sketch.canvas * 255).round().astype(np.uint8), mode="L")
+        return GenerationResult(Image.fromarray(output, mode="RGB"), sketch_image, enhanced, notes)
+
+    def generate_canvas(self, canvas: np.ndarray) -> np.ndarray:
+        """Canvas sketch (float32 H x W, 1 = paper) -> canvas face (uint8 H x W x 3)."""
+        batch = torch.from_numpy(np.ascontiguousarray(canvas, dtype=np.float32) * 2.0 - 1.0)[None, None]
+        with torch.inference_mode():
+            photo = self.generator(batch.to(self.device))[0]
+        photo = ((photo.clamp(-1.0, 1.0) + 1.0) * 127.5).round().to(torch.uint8)
+        return photo.permute(1, 2, 0).cpu().numpy()
+
+    @property
+    def restorer(self):
+        """GFPGAN, built on first use so start-up stays fast."""
+        if self._restorer is None:
+            with self._restorer_lock:
+                if self._restorer is None:
+                    from .restore import FaceRestorer
+
+                    self._restorer = FaceRestorer(device=str(self.device))
+        return self._restorer

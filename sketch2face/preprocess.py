@@ -1,0 +1,359 @@
+"""Sketch normalisation: any image in, a canonical grey sketch for the generator out.
+
+Training and serving both go through :func:`normalise`, so the model only ever sees sketches
+framed, levelled and stroked the way this module makes them.
+
+Coordinates: the *canvas* is the model's frame, ``CANVAS_SIZE`` = (width, height). It is the
+CUFS framing (200x250, eyes level at y=127) scaled by 1.28. Every sketch is mapped onto it
+by one similarity transform found from the drawing's ink extent; :func:`uncanvas` maps the
+generated face back, so the output keeps the input's aspect ratio and the face stays where
+it was drawn.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .errors import InputError
+
+CANVAS_SIZE = (256, 320)  # (width, height) the generator works at
+# Pupil centres of the CUFS framing (measured with dlib over the 88 train photos) x 1.28.
+CANVAS_EYES = ((94.7, 162.8), (160.3, 163.0))
+# The ink extent of every sketch is fitted into this box (x0, y0, x1, y1) of the canvas.
+FRAME_BOX = (12.0, 12.0, 244.0, 308.0)
+
+MAX_INPUT_PIXELS = 40_000_000  # refuse decompression bombs before decoding
+MIN_INPUT_SIDE = 32
+MAX_OUTPUT_SIDE = 1024
+MIN_OUTPUT_SIDE = 128
+
+INK_THRESHOLD = 0.35  # darkness above which a pixel counts as drawn
+THICK_STROKE_PX = 7.0  # line art with wider strokes (canvas pixels) gets thinned
+TARGET_STROKE_PX = 3.0
+
+Image.MAX_IMAGE_PIXELS = MAX_INPUT_PIXELS  # PIL's own guard, in case a path skips ours
+
+
+@dataclass(frozen=True)
+class NormalisedSketch:
+    """A sketch on the canvas plus what is needed to map results back to the input frame."""
+
+    canvas: np.ndarray  # float32 (H, W) in [0, 1], 1 = white paper, CANVAS_SIZE framing
+    to_canvas: np.ndarray  # 2x3 affine, input pixel coords -> canvas coords
+    input_size: tuple[int, int]  # (width, height) of the input
+    inverted: bool  # the input was light lines on a dark ground
+    thinned: bool  # very thick strokes were thinned
+
+    @property
+    def scale(self) -> float:
+        return float(self.to_canvas[0, 0])
+
+
+# --------------------------------------------------------------------------------------
+# Loading: whatever arrives -> greyscale float on white paper
+# --------------------------------------------------------------------------------------
+
+
+def load_grayscale(source: Any) -> np.ndarray:
+    """Read a path, bytes, file object, PIL image, array or Gradio sketchpad dict.
+
+    Returns float32 (H, W) in [0, 1] with transparency flattened onto white.
+    Raises InputError with a one-line reason for anything that is not a usable image.
+    """
+    if source is None:
+        raise InputError("No image was given: draw a face first, or upload a sketch.")
+    if isinstance(source, dict):
+        return _load_sketchpad(source)
+    if isinstance(source, np.ndarray):
+        return _array_to_gray(source)
+    if isinstance(source, Image.Image):
+        return _pil_to_gray(source)
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        if not path.is_file():
+            raise InputError(f"No such file: {path.name}")
+        if path.stat().st_size == 0:
+            raise InputError("The uploaded file is empty: draw a face first, or upload a sketch.")
+        with open(path, "rb") as handle:
+            return _pil_to_gray(_open_image(handle))
+    if isinstance(source, (bytes, bytearray)):
+        if not source:
+            raise InputError("The uploaded file is empty: draw a face first, or upload a sketch.")
+        return _pil_to_gray(_open_image(io.BytesIO(source)))
+    if hasattr(source, "read"):
+        return _pil_to_gray(_open_image(source))
+    raise InputError(f"Unsupported input type {type(source).__name__}: give an image file or array.")
+
+
+def _open_image(handle) -> Image.Image:
+    try:
+        image = Image.open(handle)
+        width, height = image.size  # from the header: nothing decoded yet
+    except (UnidentifiedImageError, Image.DecompressionBombError) as error:
+        if isinstance(error, Image.DecompressionBombError):
+            raise InputError(
+                f"The image is too large; the limit is {MAX_INPUT_PIXELS // 1_000_000} megapixels."
+            ) from None
+        raise InputError("The file is not an image we can read (use PNG, JPEG, WebP, GIF or BMP).") from None
+    except OSError as error:
+        raise InputError(f"The image file could not be read ({error}).") from None
+    _check_size(width, height)
+    try:
+        image.seek(0)  # animated GIF/WebP/APNG: the first frame
+        image.load()
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+        raise InputError("The image file is damaged or truncated: save it again and re-upload.") from None
+    return image
+
+
+def _check_size(width: int, height: int) -> None:
+    if width * height > MAX_INPUT_PIXELS:
+        raise InputError(
+            f"The image is too large ({width}x{height} pixels); the limit is "
+            f"{MAX_INPUT_PIXELS // 1_000_000} megapixels. Please downscale it."
+        )
+    if min(width, height) < MIN_INPUT_SIDE:
+        raise InputError(
+            f"The image is too small ({width}x{height} pixels); it needs at least "
+            f"{MIN_INPUT_SIDE}x{MIN_INPUT_SIDE}."
+        )
+
+
+def _pil_to_gray(image: Image.Image) -> np.ndarray:
+    _check_size(*image.size)
+    try:
+        image = ImageOps.exif_transpose(image)
+    except Exception:  # a broken EXIF block must not cost the user the drawing
+        pass
+    mode = image.mode
+    if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
+        values = np.asarray(image, dtype=np.float32)
+        top = 65535.0 if mode.startswith("I;16") or values.max() > 255 else 255.0
+        return np.clip(values / top, 0.0, 1.0)
+    if mode == "P":
+        image = image.convert("RGBA")
+    elif mode in ("LA", "PA", "La", "RGBa"):
+        image = image.convert("RGBA")
+    elif mode not in ("RGBA", "RGB", "L"):
+        image = image.convert("RGB")  # CMYK, YCbCr, LAB, HSV, 1 ...
+    return _array_to_gray(np.asarray(image))
+
+
+def _array_to_gray(array: np.ndarray) -> np.ndarray:
+    array = np.asarray(array)
+    if array.ndim == 3 and array.shape[2] == 1:
+        array = array[..., 0]
+    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (3, 4)):
+        raise InputError(f"Expected a greyscale, RGB or RGBA image, got an array of shape {array.shape}.")
+    _check_size(array.shape[1], array.shape[0])
+    if array.dtype == np.uint8:
+        values = array.astype(np.float32) / 255.0
+    elif array.dtype == np.uint16:
+        values = array.astype(np.float32) / 65535.0
+    elif array.dtype == bool:
+        values = array.astype(np.float32)
+    else:
+        values = array.astype(np.float32)
+        if values.size and np.nanmax(values) > 1.0:
+            values = values / 255.0
+        values = np.nan_to_num(values, nan=1.0)
+    values = np.clip(values, 0.0, 1.0)
+    if values.ndim == 2:
+        return values
+    rgb = values[..., :3]
+    gray = rgb @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+    if values.shape[2] == 4:  # transparent means paper, not black
+        alpha = values[..., 3]
+        gray = gray * alpha + (1.0 - alpha)
+    return gray.astype(np.float32)
+
+
+def _load_sketchpad(value: dict) -> np.ndarray:
+    """Gradio Sketchpad/ImageEditor value: {'background', 'layers', 'composite'}."""
+    composite = value.get("composite")
+    if composite is not None:
+        return load_grayscale(composite)
+    layers = [layer for layer in (value.get("layers") or []) if layer is not None]
+    background = value.get("background")
+    if background is None and not layers:
+        raise InputError("Draw a face first: the canvas is empty.")
+    base = load_grayscale(background) if background is not None else None
+    for layer in layers:
+        array = np.asarray(layer if not isinstance(layer, (str, os.PathLike)) else Image.open(layer).convert("RGBA"))
+        ink = load_grayscale(array)
+        base = ink if base is None or base.shape != ink.shape else np.minimum(base, ink)
+    return base
+
+
+# --------------------------------------------------------------------------------------
+# Normalising: polarity, levels, stroke width, framing
+# --------------------------------------------------------------------------------------
+
+
+def normalise(source: Any) -> NormalisedSketch:
+    """Turn any supported input into a canonical canvas sketch (see module docstring)."""
+    gray = source if _is_gray_float(source) else load_grayscale(source)
+    height, width = gray.shape
+    inverted = _is_light_on_dark(gray)
+    if inverted:
+        gray = 1.0 - gray
+    gray = _stretch_levels(gray)
+    to_canvas = framing_transform(ink_mask(gray))
+    canvas = warp_to_canvas(gray, to_canvas, border_value=1.0)
+    canvas, thinned = _thin_thick_strokes(canvas)
+    return NormalisedSketch(
+        canvas=canvas.astype(np.float32),
+        to_canvas=to_canvas,
+        input_size=(width, height),
+        inverted=inverted,
+        thinned=thinned,
+    )
+
+
+def _is_gray_float(value: Any) -> bool:
+    return isinstance(value, np.ndarray) and value.ndim == 2 and value.dtype == np.float32
+
+
+def _is_light_on_dark(gray: np.ndarray) -> bool:
+    """White lines on black (edge maps, chalkboards): the paper, i.e. the border, is dark."""
+    band = max(2, min(gray.shape) // 20)
+    border = np.concatenate(
+        [gray[:band].ravel(), gray[-band:].ravel(), gray[:, :band].ravel(), gray[:, -band:].ravel()]
+    )
+    return float(np.median(border)) < 0.45 and float(np.median(gray)) < 0.45
+
+
+def _stretch_levels(gray: np.ndarray) -> np.ndarray:
+    """Map the paper to white and the ink to black, so faint pencil reads like a pen line."""
+    paper = float(np.percentile(gray, 90))
+    candidates = gray[gray < paper - 0.08]
+    if candidates.size < 20:
+        raise InputError("Draw a face first: the image is blank.")
+    ink = float(np.percentile(candidates, 10))
+    if paper - ink < 0.1:
+        raise InputError("The drawing is too faint to see: use darker strokes.")
+    stretched = (gray - ink) / (paper - ink)
+    return np.clip(stretched, 0.0, 1.0).astype(np.float32)
+
+
+def ink_mask(gray: np.ndarray) -> np.ndarray:
+    return (1.0 - gray) > INK_THRESHOLD
+
+
+def framing_transform(mask: np.ndarray) -> np.ndarray:
+    """Similarity transform (2x3) that fits the drawing's extent into FRAME_BOX, centred."""
+    ys, xs = np.nonzero(mask)
+    if xs.size < 20:
+        raise InputError("Draw a face first: the image is blank.")
+    # Percentiles, not min/max: a stray speck should not shrink the face.
+    x0, x1 = np.percentile(xs, [0.2, 99.8])
+    y0, y1 = np.percentile(ys, [0.2, 99.8])
+    box_w = max(x1 - x0 + 1.0, 8.0)
+    box_h = max(y1 - y0 + 1.0, 8.0)
+    fx0, fy0, fx1, fy1 = FRAME_BOX
+    scale = min((fx1 - fx0) / box_w, (fy1 - fy0) / box_h)
+    tx = (fx0 + fx1) / 2.0 - scale * (x0 + x1) / 2.0
+    ty = (fy0 + fy1) / 2.0 - scale * (y0 + y1) / 2.0
+    return np.array([[scale, 0.0, tx], [0.0, scale, ty]], dtype=np.float64)
+
+
+def warp_to_canvas(image: np.ndarray, to_canvas: np.ndarray, border_value: float | None = None) -> np.ndarray:
+    """Apply the framing transform. border_value None replicates the edge (for photos)."""
+    return _warp_scale_translate(image, to_canvas, CANVAS_SIZE, border_value)
+
+
+def _warp_scale_translate(
+    image: np.ndarray, matrix: np.ndarray, size: tuple[int, int], border_value: float | None
+) -> np.ndarray:
+    """warpAffine for scale+shift matrices; shrinking is done by area averaging first,
+    because warpAffine alone would drop thin pen lines."""
+    matrix = np.array(matrix, dtype=np.float64)
+    scale_x, scale_y = matrix[0, 0], matrix[1, 1]
+    if max(scale_x, scale_y) < 1.0:
+        height, width = image.shape[:2]
+        small_w, small_h = max(1, round(width * scale_x)), max(1, round(height * scale_y))
+        image = cv2.resize(image, (small_w, small_h), interpolation=cv2.INTER_AREA)
+        matrix[0, 0] = scale_x * width / small_w
+        matrix[1, 1] = scale_y * height / small_h
+    if border_value is None:
+        border = dict(borderMode=cv2.BORDER_REPLICATE)
+    else:
+        border = dict(borderMode=cv2.BORDER_CONSTANT, borderValue=border_value)
+    return cv2.warpAffine(image, matrix, size, flags=cv2.INTER_LINEAR, **border)
+
+
+def _thin_thick_strokes(canvas: np.ndarray) -> tuple[np.ndarray, bool]:
+    """Marker-thick line art is thinned to a pen width the generator was trained on.
+
+    Pencil shading is left alone: it is recognised by its many mid-grey pixels.
+    """
+    darkness = 1.0 - canvas
+    drawn = darkness > 0.1
+    if drawn.sum() < 50:
+        return canvas, False
+    solid = (darkness > 0.6).sum() / drawn.sum()
+    if solid < 0.75:
+        return canvas, False
+    width = stroke_width(darkness > 0.5)
+    if width <= THICK_STROKE_PX:
+        return canvas, False
+    radius = int(round((width - TARGET_STROKE_PX) / 2.0))
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+    return cv2.dilate(canvas, kernel), True  # dilating the paper erodes the ink
+
+
+def stroke_width(mask: np.ndarray) -> float:
+    """Typical stroke width in pixels: twice the distance to the paper along stroke centres."""
+    if mask.sum() == 0:
+        return 0.0
+    distance = cv2.distanceTransform(mask.astype(np.uint8), cv2.DIST_L2, 5)
+    # Ridge pixels of the distance map are the stroke centre lines.
+    ridge = (distance >= cv2.dilate(distance, np.ones((3, 3), np.uint8)) - 1e-6) & mask
+    return float(2.0 * np.median(distance[ridge]) - 1.0) if ridge.any() else 0.0
+
+
+# --------------------------------------------------------------------------------------
+# Back to the input's frame
+# --------------------------------------------------------------------------------------
+
+
+def output_size(sketch: NormalisedSketch, canvas_scale: float = 1.0) -> tuple[int, int]:
+    """Size of the result: the input frame at the canvas's resolution, within sane bounds."""
+    width, height = sketch.input_size
+    scale = sketch.scale * canvas_scale
+    longest = max(width, height) * scale
+    scale *= min(1.0, MAX_OUTPUT_SIDE / longest) if longest > MAX_OUTPUT_SIDE else 1.0
+    longest = max(width, height) * scale
+    if longest < MIN_OUTPUT_SIDE:
+        scale *= MIN_OUTPUT_SIDE / longest
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def uncanvas(face: np.ndarray, sketch: NormalisedSketch, size: tuple[int, int] | None = None) -> np.ndarray:
+    """Map a canvas-framed image (any multiple of CANVAS_SIZE) back onto the input frame.
+
+    ``size`` is (width, height) of the result; by default :func:`output_size`.
+    """
+    canvas_scale = face.shape[1] / CANVAS_SIZE[0]
+    width, height = size or output_size(sketch, canvas_scale)
+    # input -> canvas is (s, t); output = input * k with k = width / input_width.
+    k_x = width / sketch.input_size[0]
+    k_y = height / sketch.input_size[1]
+    s = sketch.scale
+    tx, ty = sketch.to_canvas[0, 2], sketch.to_canvas[1, 2]
+    # face pixel f = canvas_scale * (s * input + t)  =>  output = k * (f / canvas_scale - t) / s
+    to_output = np.array(
+        [
+            [k_x / (s * canvas_scale), 0.0, -k_x * tx / s],
+            [0.0, k_y / (s * canvas_scale), -k_y * ty / s],
+        ]
+    )
+    return _warp_scale_translate(face, to_output, (width, height), border_value=None)

@@ -1,0 +1,234 @@
+"""Train the pix2pix sketch-to-face model.
+
+    python -m sketch2face.train --out runs/main              # the full configuration
+    python -m sketch2face.train --out runs/main --resume     # carry on from the last checkpoint
+    python -m sketch2face.train --quick --out /tmp/smoke     # seconds: the smoke test config
+    accelerate launch -m sketch2face.train --device cuda ... # one or many GPUs
+
+The objective is pix2pix's: G* = arg min_G max_D  L_cGAN(G, D) + lambda * L_L1(G), lambda = 100.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from . import data
+from .networks import GANLoss, PatchDiscriminator, UNetGenerator, init_weights
+
+
+@dataclass
+class TrainConfig:
+    ngf: int = 32
+    ndf: int = 32
+    num_downs: int = 6
+    batch_size: int = 8
+    epochs: int = 80
+    decay_from_epoch: int = 40  # learning rate decays linearly to 0 after this epoch
+    lr: float = 2e-4
+    beta1: float = 0.5
+    lambda_l1: float = 100.0
+    seed: int = 0
+    record_limit: int | None = None  # per source; None = all training photos
+    with_landmarks: bool = True
+    checkpoint_every: int = 200  # steps
+    log_every: int = 10
+
+    @classmethod
+    def quick(cls) -> "TrainConfig":
+        """A few real steps on a handful of records: for tests and smoke runs."""
+        return cls(ngf=8, ndf=8, batch_size=2, epochs=2, decay_from_epoch=1, record_limit=2, checkpoint_every=2, log_every=1)
+
+
+class Pix2PixTrainer:
+    """The pix2pix updates, one D step then one G step per batch, as in the paper."""
+
+    def __init__(self, config: TrainConfig, accelerator: Accelerator):
+        self.config = config
+        self.accelerator = accelerator
+        self.generator = UNetGenerator(ngf=config.ngf, num_downs=config.num_downs)
+        self.discriminator = PatchDiscriminator(ndf=config.ndf)
+        init_weights(self.generator)
+        init_weights(self.discriminator)
+        betas = (config.beta1, 0.999)
+        self.optimizer_g = torch.optim.Adam(self.generator.parameters(), lr=config.lr, betas=betas)
+        self.optimizer_d = torch.optim.Adam(self.discriminator.parameters(), lr=config.lr, betas=betas)
+        self.gan_loss = GANLoss()
+        self.l1_loss = torch.nn.L1Loss()
+        (self.generator, self.discriminator, self.optimizer_g, self.optimizer_d) = accelerator.prepare(
+            self.generator, self.discriminator, self.optimizer_g, self.optimizer_d
+        )
+        self.step = 0
+        self.epoch = 0
+
+    def train_step(self, sketch: torch.Tensor, photo: torch.Tensor) -> dict[str, float]:
+        fake = self.generator(sketch)
+
+        # Discriminator: real pairs -> 1, generated pairs -> 0. Halved to slow D relative to G.
+        self.optimizer_d.zero_grad(set_to_none=True)
+        loss_d_real = self.gan_loss(self.discriminator(sketch, photo), True)
+        loss_d_fake = self.gan_loss(self.discriminator(sketch, fake.detach()), False)
+        loss_d = 0.5 * (loss_d_real + loss_d_fake)
+        self.accelerator.backward(loss_d)
+        self.optimizer_d.step()
+
+        # Generator: fool D, and stay close to the true photo in L1.
+        self.optimizer_g.zero_grad(set_to_none=True)
+        loss_g_gan = self.gan_loss(self.discriminator(sketch, fake), True)
+        loss_g_l1 = self.l1_loss(fake, photo) * self.config.lambda_l1
+        loss_g = loss_g_gan + loss_g_l1
+        self.accelerator.backward(loss_g)
+        self.optimizer_g.step()
+
+        self.step += 1
+        return {
+            "G_GAN": loss_g_gan.item(),
+            "G_L1": loss_g_l1.item(),
+            "D_real": loss_d_real.item(),
+            "D_fake": loss_d_fake.item(),
+        }
+
+    def set_learning_rate(self, epoch_progress: float) -> float:
+        """Constant, then linear decay to zero (pix2pix's 'linear' policy)."""
+        config = self.config
+        decay_epochs = max(config.epochs - config.decay_from_epoch, 1)
+        factor = 1.0 - max(0.0, epoch_progress - config.decay_from_epoch) / decay_epochs
+        lr = config.lr * max(factor, 0.0)
+        for optimizer in (self.optimizer_g, self.optimizer_d):
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+        return lr
+
+    # -- checkpoints -----------------------------------------------------------------
+    def save_checkpoint(self, path: Path) -> None:
+        unwrap = self.accelerator.unwrap_model
+        state = {
+            "generator": unwrap(self.generator).state_dict(),
+            "discriminator": unwrap(self.discriminator).state_dict(),
+            "optimizer_g": self.optimizer_g.state_dict(),
+            "optimizer_d": self.optimizer_d.state_dict(),
+            "step": self.step,
+            "epoch": self.epoch,
+            "config": asdict(self.config),
+        }
+        if self.accelerator.is_main_process:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            temporary = path.with_suffix(".tmp")
+            torch.save(state, temporary)
+            temporary.replace(path)  # never leave a half-written checkpoint behind
+
+    def load_checkpoint(self, path: Path) -> None:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        self.accelerator.unwrap_model(self.generator).load_state_dict(state["generator"])
+        self.accelerator.unwrap_model(self.discriminator).load_state_dict(state["discriminator"])
+        self.optimizer_g.load_state_dict(state["optimizer_g"])
+        self.optimizer_d.load_state_dict(state["optimizer_d"])
+        self.step, self.epoch = state["step"], state["epoch"]
+
+    def export_generator(self, directory: Path) -> None:
+        """config.json + model.safetensors, loadable with UNetGenerator.from_pretrained."""
+        generator = self.accelerator.unwrap_model(self.generator)
+        if self.accelerator.is_main_process:
+            generator.save_pretrained(directory)
+
+
+def train(config: TrainConfig, out_dir: Path, data_root: Path | None = None, resume: bool = False,
+          device: str = "auto", max_minutes: float | None = None) -> dict:
+    accelerator = Accelerator(cpu=device == "cpu")
+    if device == "cuda" and accelerator.device.type != "cuda":
+        raise SystemExit("--device cuda was asked for, but no CUDA device is available")
+    torch.manual_seed(config.seed)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    checkpoint_path = out_dir / "checkpoint.pt"
+    log_path = out_dir / "log.jsonl"
+
+    records = data.build_training_records(data_root, limit=config.record_limit, with_landmarks=config.with_landmarks)
+    dataset = data.SketchPhotoDataset(records, seed=config.seed)
+    loader = DataLoader(dataset, batch_size=config.batch_size, shuffle=True, drop_last=True, num_workers=0)
+    trainer = Pix2PixTrainer(config, accelerator)
+    loader = accelerator.prepare(loader)
+    if resume and checkpoint_path.exists():
+        trainer.load_checkpoint(checkpoint_path)
+        accelerator.print(f"resumed from {checkpoint_path} at epoch {trainer.epoch}, step {trainer.step}")
+    (out_dir / "train_config.json").write_text(json.dumps(asdict(config), indent=2))
+
+    steps_per_epoch = len(loader)
+    total_steps = steps_per_epoch * config.epochs
+    started = time.monotonic()
+    progress = tqdm(total=total_steps, initial=trainer.step, desc="train", disable=not accelerator.is_main_process)
+    losses: dict[str, float] = {}
+    stopped_early = False
+    while trainer.epoch < config.epochs and not stopped_early:
+        trainer.generator.train()
+        trainer.discriminator.train()
+        for index, batch in enumerate(loader):
+            lr = trainer.set_learning_rate(trainer.epoch + index / steps_per_epoch)
+            losses = trainer.train_step(batch["sketch"], batch["photo"])
+            progress.update(1)
+            progress.set_postfix({name: f"{value:.3f}" for name, value in losses.items()})
+            if trainer.step % config.log_every == 0 and accelerator.is_main_process:
+                entry = {"step": trainer.step, "epoch": trainer.epoch, "lr": lr, **losses,
+                         "elapsed_s": round(time.monotonic() - started, 1)}
+                with open(log_path, "a") as handle:
+                    handle.write(json.dumps(entry) + "\n")
+            if trainer.step % config.checkpoint_every == 0:
+                trainer.save_checkpoint(checkpoint_path)
+            if max_minutes is not None and time.monotonic() - started > max_minutes * 60:
+                stopped_early = True
+                break
+        else:
+            trainer.epoch += 1
+    progress.close()
+    trainer.save_checkpoint(checkpoint_path)
+    trainer.export_generator(out_dir / "generator")
+    summary = {"steps": trainer.step, "epochs": trainer.epoch, "records": len(records),
+               "seconds": round(time.monotonic() - started, 1), "stopped_early": stopped_early,
+               "final_losses": losses, "device": str(accelerator.device)}
+    if accelerator.is_main_process:
+        (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=Path("runs/main"), help="checkpoints, logs and the exported generator")
+    parser.add_argument("--data-root", type=Path, default=None, help="default: $SKETCH2FACE_DATA or ../shared/data")
+    parser.add_argument("--quick", action="store_true", help="tiny smoke configuration (seconds on a CPU)")
+    parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt if it exists")
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    parser.add_argument("--max-minutes", type=float, default=None, help="save and stop after this long")
+    for field in fields(TrainConfig):
+        if field.name in ("record_limit",):
+            parser.add_argument("--record-limit", type=int, default=None)
+        elif field.type in ("bool",):
+            parser.add_argument(f"--{field.name.replace('_', '-')}", type=lambda v: v.lower() in ("1", "true", "yes"), default=None)
+        else:
+            kind = {"int": int, "float": float}[field.type]
+            parser.add_argument(f"--{field.name.replace('_', '-')}", type=kind, default=None)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    config = TrainConfig.quick() if args.quick else TrainConfig()
+    for field in fields(TrainConfig):
+        value = getattr(args, field.name)
+        if value is not None:
+            setattr(config, field.name, value)
+    summary = train(config, args.out, args.data_root, resume=args.resume, device=args.device, max_minutes=args.max_minutes)
+    print(json.dumps(summary, indent=2))
+    if math.isnan(summary["final_losses"].get("G_L1", 0.0)):
+        raise SystemExit("training diverged (NaN loss)")
+
+
+if __name__ == "__main__":
+    main()
