@@ -13,6 +13,7 @@ it was drawn.
 from __future__ import annotations
 
 import io
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,9 @@ CANVAS_EYES = ((94.7, 162.8), (160.3, 163.0))
 FRAME_BOX = (12.0, 12.0, 244.0, 308.0)
 
 MAX_INPUT_PIXELS = 40_000_000  # refuse decompression bombs before decoding
+# Bigger inputs are box-averaged down to this in 8-bit before any float copy: 40 MP as floats
+# cost ~1.1 GB per request; the generator only sees a 256x320 canvas.
+MAX_DECODED_PIXELS = 16_000_000
 MIN_INPUT_SIDE = 32
 MAX_OUTPUT_SIDE = 1024
 MIN_OUTPUT_SIDE = 128
@@ -108,6 +112,10 @@ def _open_image(handle) -> Image.Image:
     _check_size(width, height)
     try:
         image.seek(0)  # animated GIF/WebP/APNG: the first frame
+        factor = _shrink_factor(width, height)
+        if image.format == "JPEG" and factor > 1:
+            # libjpeg decodes at 1/2, 1/4 or 1/8 scale: the full-size image is never in memory.
+            image.draft(None, (math.ceil(width / factor), math.ceil(height / factor)))
         image.load()
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
         raise InputError("The image file is damaged or truncated: save it again and re-upload.") from None
@@ -133,10 +141,12 @@ def _pil_to_gray(image: Image.Image) -> np.ndarray:
         image = ImageOps.exif_transpose(image)
     except Exception:  # a broken EXIF block must not cost the user the drawing
         pass
+    sixteen_bit = image.mode.startswith("I;16")
+    image = _shrink_large(image)
     mode = image.mode
     if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
         values = np.asarray(image, dtype=np.float32)
-        top = 65535.0 if mode.startswith("I;16") or values.max() > 255 else 255.0
+        top = 65535.0 if sixteen_bit or values.max() > 255 else 255.0
         return np.clip(values / top, 0.0, 1.0)
     if mode == "P":
         image = image.convert("RGBA")
@@ -145,6 +155,29 @@ def _pil_to_gray(image: Image.Image) -> np.ndarray:
     elif mode not in ("RGBA", "RGB", "L"):
         image = image.convert("RGB")  # CMYK, YCbCr, LAB, HSV, 1 ...
     return _array_to_gray(np.asarray(image))
+
+
+def _shrink_factor(width: int, height: int) -> int:
+    """Integer box-averaging factor that brings the image within MAX_DECODED_PIXELS."""
+    factor = math.ceil(math.sqrt(width * height / MAX_DECODED_PIXELS))
+    return max(1, min(factor, min(width, height) // MIN_INPUT_SIDE))
+
+
+def _shrink_large(image: Image.Image) -> Image.Image:
+    """Box-average a very large image down in a compact PIL mode (8-bit grey, or 32-bit int
+    for 16-bit scans). Transparency is flattened onto white first, as _array_to_gray would."""
+    factor = _shrink_factor(*image.size)
+    if factor <= 1:
+        return image
+    if image.mode.startswith("I;16"):
+        image = image.convert("I")
+    elif image.mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in image.info:
+        with_alpha = image.convert("LA")
+        paper = Image.new("L", image.size, 255)
+        image = Image.composite(with_alpha.getchannel("L"), paper, with_alpha.getchannel("A"))
+    elif image.mode not in ("L", "I", "F"):
+        image = image.convert("L")  # same luma weights as _array_to_gray
+    return image.reduce(factor)
 
 
 def _array_to_gray(array: np.ndarray) -> np.ndarray:
@@ -330,9 +363,9 @@ def output_size(sketch: NormalisedSketch, canvas_scale: float = 1.0) -> tuple[in
     width, height = sketch.input_size
     scale = sketch.scale * canvas_scale
     longest = max(width, height) * scale
-    scale *= min(1.0, MAX_OUTPUT_SIDE / longest) if longest > MAX_OUTPUT_SIDE else 1.0
-    longest = max(width, height) * scale
-    if longest < MIN_OUTPUT_SIDE:
+    if longest > MAX_OUTPUT_SIDE:
+        scale *= MAX_OUTPUT_SIDE / longest
+    elif longest < MIN_OUTPUT_SIDE:
         scale *= MIN_OUTPUT_SIDE / longest
     return max(1, round(width * scale)), max(1, round(height * scale))
 
@@ -356,4 +389,15 @@ def uncanvas(face: np.ndarray, sketch: NormalisedSketch, size: tuple[int, int] |
             [0.0, k_y / (s * canvas_scale), -k_y * ty / s],
         ]
     )
-    return _warp_scale_translate(face, to_output, (width, height), border_value=None)
+    warped = _warp_scale_translate(face, to_output, (width, height), border_value=None)
+    # Where the output frame reaches past the canvas, continue with the generated background
+    # colour, blended over a soft seam, instead of smearing the canvas edge outwards.
+    coverage = _warp_scale_translate(np.ones(face.shape[:2], np.float32), to_output, (width, height), border_value=0.0)
+    if coverage.min() > 0.999:
+        return warped
+    feather = max(1.0, 0.03 * face.shape[1] * to_output[0, 0])  # relative to the face, not the frame
+    coverage = cv2.GaussianBlur(cv2.erode(coverage, np.ones((3, 3), np.uint8), iterations=int(feather)), (0, 0), feather)
+    background = np.median(np.concatenate([face[:4].reshape(-1, face.shape[2]), face[:, :4].reshape(-1, face.shape[2]),
+                                           face[:, -4:].reshape(-1, face.shape[2])]), axis=0)
+    blended = coverage[..., None] * warped + (1.0 - coverage[..., None]) * background
+    return np.clip(blended.round(), 0, 255).astype(face.dtype)

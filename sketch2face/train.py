@@ -164,27 +164,35 @@ def train(config: TrainConfig, out_dir: Path, data_root: Path | None = None, res
     steps_per_epoch = len(loader)
     total_steps = steps_per_epoch * config.epochs
     started = time.monotonic()
+    run_id = time.time()
     progress = tqdm(total=total_steps, initial=trainer.step, desc="train", disable=not accelerator.is_main_process)
     losses: dict[str, float] = {}
     stopped_early = False
+    budget_s = max_minutes * 60 if max_minutes is not None else None
+    if budget_s is not None and resume and log_path.exists():
+        budget_s -= _elapsed_in_earlier_runs(log_path)
     while trainer.epoch < config.epochs and not stopped_early:
         trainer.generator.train()
         trainer.discriminator.train()
         for index, batch in enumerate(loader):
-            lr = trainer.set_learning_rate(trainer.epoch + index / steps_per_epoch)
+            progress_epochs = trainer.epoch + index / steps_per_epoch
+            if budget_s is not None:
+                # A time budget compresses the schedule: the decay still runs to zero in time.
+                progress_epochs = max(progress_epochs, config.epochs * (time.monotonic() - started) / budget_s)
+                if progress_epochs >= config.epochs:
+                    stopped_early = True
+                    break
+            lr = trainer.set_learning_rate(progress_epochs)
             losses = trainer.train_step(batch["sketch"], batch["photo"])
             progress.update(1)
             progress.set_postfix({name: f"{value:.3f}" for name, value in losses.items()})
             if trainer.step % config.log_every == 0 and accelerator.is_main_process:
                 entry = {"step": trainer.step, "epoch": trainer.epoch, "lr": lr, **losses,
-                         "elapsed_s": round(time.monotonic() - started, 1)}
+                         "elapsed_s": round(time.monotonic() - started, 1), "run_started": run_id}
                 with open(log_path, "a") as handle:
                     handle.write(json.dumps(entry) + "\n")
             if trainer.step % config.checkpoint_every == 0:
                 trainer.save_checkpoint(checkpoint_path)
-            if max_minutes is not None and time.monotonic() - started > max_minutes * 60:
-                stopped_early = True
-                break
         else:
             trainer.epoch += 1
     progress.close()
@@ -198,6 +206,15 @@ def train(config: TrainConfig, out_dir: Path, data_root: Path | None = None, res
     return summary
 
 
+def _elapsed_in_earlier_runs(log_path: Path) -> float:
+    """Seconds spent by earlier (interrupted) runs, so --resume keeps the same time budget."""
+    last_by_run: dict[float, float] = {}
+    for line in log_path.read_text().splitlines():
+        entry = json.loads(line)
+        last_by_run[entry.get("run_started", 0.0)] = entry["elapsed_s"]
+    return sum(last_by_run.values())
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("runs/main"), help="checkpoints, logs and the exported generator")
@@ -205,7 +222,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="tiny smoke configuration (seconds on a CPU)")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt if it exists")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
-    parser.add_argument("--max-minutes", type=float, default=None, help="save and stop after this long")
+    parser.add_argument("--max-minutes", type=float, default=None, help="time budget: the LR schedule is compressed to finish within it")
     for field in fields(TrainConfig):
         if field.name in ("record_limit",):
             parser.add_argument("--record-limit", type=int, default=None)

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Set up .venv/ with the test tools if needed (and Debian's chromium for the browser test),
+# then run pytest. Arguments go to pytest; without any, the whole suite runs.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+bash "$ROOT/scripts/setup_env.sh" dev
+
+if ! command -v chromium >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "[setup] installing Debian chromium for the browser test" >&2
+        apt-get update -qq </dev/null
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium </dev/null >/dev/null
+    else
+        echo "[setup] warning: chromium is not installed and this is not root: the browser test cannot run (sudo apt-get install chromium)" >&2
+    fi
+fi
+
+cd "$ROOT"
+# Tests never reach the network: no telemetry, no Hub.
+export GRADIO_ANALYTICS_ENABLED=False HF_HUB_DISABLE_TELEMETRY=1 HF_HUB_OFFLINE="${HF_HUB_OFFLINE:-1}"
+if [ "$#" -eq 0 ]; then
+    set -- tests
+fi
+exec "$ROOT/.venv/bin/python" -m pytest -ra --timeout=900 "$@"

@@ -1,0 +1,130 @@
+"""Export a training checkpoint as a Hugging Face model folder with a model card.
+
+    python -m sketch2face.export --checkpoint runs/main/checkpoint.pt --out weights \
+        --metrics outputs/eval/metrics.json
+
+writes weights/config.json + weights/model.safetensors + weights/README.md (the model card).
+Publishing is one more step, with a write token (not possible on the offline build machines):
+
+    python -c "from sketch2face.networks import UNetGenerator; \
+        UNetGenerator.from_pretrained('weights').push_to_hub('USER/sketch2face-pix2pix')"
+    # then upload weights/README.md as the repo's model card:
+    huggingface-cli upload USER/sketch2face-pix2pix weights/README.md README.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+
+from .networks import UNetGenerator, count_parameters
+
+
+def generator_from_checkpoint(checkpoint: Path) -> tuple[UNetGenerator, dict]:
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    config = state["config"]
+    generator = UNetGenerator(ngf=config["ngf"], num_downs=config["num_downs"])
+    generator.load_state_dict(state["generator"])
+    return generator.eval(), state
+
+
+def model_card(generator: UNetGenerator, train_state: dict, metrics: dict | None) -> str:
+    config = train_state["config"]
+    parameters = count_parameters(generator)
+    lines = [
+        "---",
+        "license: mit",
+        "library_name: sketch2face",
+        "pipeline_tag: image-to-image",
+        "tags: [pix2pix, sketch-to-face, gan, image-to-image]",
+        "---",
+        "",
+        "# sketch2face pix2pix generator",
+        "",
+        "A pix2pix U-Net (Isola et al., 2017) that turns a face sketch into a photo-like face. It was",
+        "trained against a conditional 70x70 PatchGAN with the loss cGAN + 100 * L1, and is the",
+        "default model of the [sketch2face](https://huggingface.co/spaces) Space.",
+        "",
+        "## Model",
+        f"- U-Net, {config['num_downs']} stride-2 levels, ngf={config['ngf']}, batch norm, "
+        f"{parameters / 1e6:.1f}M parameters, fp32 safetensors.",
+        "- Input: a 1-channel sketch, 256 wide x 320 tall, in [-1, 1] (white paper = 1), framed by",
+        "  `sketch2face.preprocess.normalise`. Output: RGB in [-1, 1] at the same size.",
+        f"- Training: {train_state['step']} steps of batch {config['batch_size']} "
+        f"({train_state['epoch']} epochs counted), Adam lr {config['lr']} (beta1 {config['beta1']}),",
+        "  constant then linear decay to 0, discriminator ndf="
+        f"{config['ndf']}. Code: `python -m sketch2face.train` with the defaults in `TrainConfig`.",
+        "",
+        "## Training data",
+        "- CUHK Face Sketch (CUFS) student subset, train split: 88 photo/artist-sketch pairs (research use).",
+        "- 212 frontal photos from the Face Research Lab London set (neutral) and 3DSK set, plus 10 composites",
+        "  (CC BY 4.0 / educational use), aligned by their pupils. Their sketches are synthetic, made at",
+        "  load time in four styles: colour-dodge pencil, XDoG lines, thin edge maps, and mouse-like doodles",
+        "  (dlib 68-point landmarks + outer contours, random pen width, broken strokes, elastic wobble).",
+        "- Never used for training: CUFS test (the benchmark), the Canada set (held out), and the eval",
+        "  doodles and edge maps.",
+        "",
+        "## Evaluation",
+    ]
+    if metrics:
+        cufs = metrics["cufs_test"]
+        identity = cufs["identity"]
+        lines += [
+            "CUFS test, all 100 pairs, RGB at 200x250, data_range 255:",
+            "",
+            "| SSIM | PSNR (dB) | MSE | identity rank-1 | rank-5 | mean dlib distance |",
+            "|---|---|---|---|---|---|",
+            f"| {cufs['ssim']:.3f} | {cufs['psnr']:.2f} | {cufs['mse']:.1f} | {identity['rank1']:.0%} | "
+            f"{identity['rank5']:.0%} | {identity['mean_distance']:.3f} |",
+            "",
+            "Identity: dlib's 128-d face embedding; each generated face is identified among the 100 real test",
+            f"photos (the raw sketches themselves score rank-1 {cufs['raw_sketch_identity']['rank1']:.0%}).",
+            "Held-out Canada set (40 people), per synthetic sketch style:",
+            "",
+            "| style | rank-1 | rank-5 | mean distance |",
+            "|---|---|---|---|",
+        ]
+        for style, result in metrics["canada"].items():
+            lines.append(f"| {style} | {result['rank1']:.0%} | {result['rank5']:.0%} | {result['mean_distance']:.3f} |")
+    else:
+        lines.append("Run `python -m sketch2face.evaluate` and re-export with `--metrics` to fill this in.")
+    lines += [
+        "",
+        "## Limits and bias",
+        "- 300 training faces: young-adult, mostly white and East Asian faces (CUFS is Hong Kong students;",
+        "  the London and 3DSK sets are mostly white and young), so other ages and skin tones are rendered",
+        "  less faithfully and drift toward those groups. Backgrounds follow the training photos (blue, grey, white).",
+        "- 256x320 output, frontal faces only; profile views, hats, glasses and accessories are out of scope.",
+        "- Outputs are synthetic: they must not be presented as photos of real people.",
+        "",
+        "## Use",
+        "```python",
+        "from sketch2face import Sketch2Face",
+        "face = Sketch2Face.from_pretrained('weights')('sketch.png')  # or a Hub repo id",
+        "```",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def export(checkpoint: Path, out_dir: Path, metrics_path: Path | None = None) -> Path:
+    generator, state = generator_from_checkpoint(checkpoint)
+    metrics = json.loads(metrics_path.read_text()) if metrics_path else None
+    generator.save_pretrained(out_dir)
+    (out_dir / "README.md").write_text(model_card(generator, state, metrics))
+    return out_dir
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint", type=Path, default=Path("runs/main/checkpoint.pt"))
+    parser.add_argument("--out", type=Path, default=Path("weights"))
+    parser.add_argument("--metrics", type=Path, default=None, help="metrics.json from sketch2face.evaluate")
+    args = parser.parse_args(argv)
+    print(export(args.checkpoint, args.out, args.metrics))
+
+
+if __name__ == "__main__":
+    main()

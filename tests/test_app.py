@@ -1,0 +1,242 @@
+"""The Space as a visitor or an API client meets it: app.py served on 127.0.0.1 (see conftest)."""
+
+from __future__ import annotations
+
+import os
+import struct
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from gradio_client import handle_file
+from PIL import Image, ImageDraw
+
+import app
+from sketch2face import preprocess
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = REPO_ROOT / "examples" / "01_short_hair.png"
+
+
+def draw_face_strokes(size=(320, 400)) -> np.ndarray:
+    """Black strokes (alpha 255) on a fully transparent canvas, as the browser Sketchpad exports.
+
+    Transparent pixels are RGB 0: a plain RGB conversion would make the paper black.
+    """
+    width, height = size
+    layer = Image.new("RGBA", size, (0, 0, 0, 0))
+    draw = ImageDraw.Draw(layer)
+    ink = (0, 0, 0, 255)
+    draw.ellipse((width * 0.2, height * 0.12, width * 0.8, height * 0.85), outline=ink, width=4)
+    for cx in (0.38, 0.62):
+        draw.ellipse((width * (cx - 0.06), height * 0.42, width * (cx + 0.06), height * 0.47), outline=ink, width=3)
+        draw.ellipse((width * (cx - 0.015), height * 0.435, width * (cx + 0.015), height * 0.455), fill=ink)
+    draw.line([(width * 0.5, height * 0.48), (width * 0.47, height * 0.6), (width * 0.53, height * 0.61)], fill=ink, width=3)
+    draw.arc((width * 0.38, height * 0.62, width * 0.62, height * 0.72), 20, 160, fill=ink, width=4)
+    return np.asarray(layer)
+
+
+def flatten_on_white(rgba: np.ndarray) -> np.ndarray:
+    alpha = rgba[..., 3:4].astype(np.float32) / 255.0
+    return (rgba[..., :3] * alpha + 255.0 * (1.0 - alpha)).round().astype(np.uint8)
+
+
+def png_header_only(width: int, height: int) -> bytes:
+    """A PNG that claims width x height pixels but carries no pixel data (a decompression bomb's header)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IEND", b"")
+
+
+def assert_looks_like_a_face_photo(image: Image.Image) -> None:
+    """Not blank and not line art: a photo has spread-out tones, mostly mid-grey, and colour."""
+    gray = np.asarray(image.convert("L"), dtype=np.float32)
+    saturation = np.asarray(image.convert("HSV"), dtype=np.float32)[..., 1]
+    mid_tones = ((gray > 40) & (gray < 215)).mean()
+    assert gray.std() > 20, f"nearly uniform output (std {gray.std():.1f})"
+    assert mid_tones > 0.5, f"looks like line art: only {mid_tones:.0%} mid-tone pixels"
+    assert saturation.mean() > 12, f"no colour (mean saturation {saturation.mean():.1f})"
+
+
+def app_error_message(excinfo) -> str:
+    return str(excinfo.value)
+
+
+# -- /generate -----------------------------------------------------------------------
+
+
+def test_generate_endpoint_returns_a_face_at_the_input_aspect(app_client, served_pipeline):
+    result_path = app_client.predict(handle_file(str(EXAMPLE)), False, api_name="/generate")
+    face = Image.open(result_path)
+    face.load()
+    assert face.format == "PNG"
+    assert face.mode == "RGB"
+    assert face.size == preprocess.output_size(preprocess.normalise(str(EXAMPLE)))
+    with Image.open(EXAMPLE) as sketch:
+        assert face.size[0] / face.size[1] == pytest.approx(sketch.size[0] / sketch.size[1], abs=0.01)
+    assert_looks_like_a_face_photo(face)
+
+
+def test_drawing_endpoint_flattens_the_transparent_canvas_onto_white(app_client, tmp_path):
+    strokes = draw_face_strokes()
+    canvas_path = tmp_path / "canvas.png"
+    flat_path = tmp_path / "flat.png"
+    Image.fromarray(strokes, "RGBA").save(canvas_path)
+    Image.fromarray(flatten_on_white(strokes), "RGB").save(flat_path)
+
+    drawing = {"background": None, "layers": [], "composite": handle_file(str(canvas_path))}
+    from_drawing = np.asarray(Image.open(app_client.predict(drawing, False, api_name="/generate_drawing")).convert("RGB"))
+    from_upload = np.asarray(Image.open(app_client.predict(handle_file(str(flat_path)), False, api_name="/generate")).convert("RGB"))
+    assert from_drawing.shape == from_upload.shape
+    assert np.abs(from_drawing.astype(int) - from_upload.astype(int)).max() <= 2
+
+
+def test_sketchpad_dict_gives_the_same_face_as_the_flattened_image_in_the_pipeline(served_pipeline):
+    strokes = draw_face_strokes()
+    drawing = {"background": None, "layers": [strokes], "composite": strokes}
+    from_drawing = np.asarray(served_pipeline(drawing), dtype=int)
+    from_flat = np.asarray(served_pipeline(flatten_on_white(strokes)), dtype=int)
+    assert from_drawing.shape == from_flat.shape
+    assert np.abs(from_drawing - from_flat).max() <= 2
+
+
+# -- errors reach the caller as our one-line messages --------------------------------
+
+
+def test_blank_canvas_asks_for_a_drawing(app_client, tmp_path):
+    blank = tmp_path / "blank.png"
+    Image.new("RGBA", (512, 640), (0, 0, 0, 0)).save(blank)  # untouched Sketchpad export
+    drawing = {"background": None, "layers": [], "composite": handle_file(str(blank))}
+    with pytest.raises(Exception) as excinfo:
+        app_client.predict(drawing, False, api_name="/generate_drawing")
+    assert "Draw a face first" in app_error_message(excinfo)
+
+
+def test_blank_upload_asks_for_a_drawing(app_client, tmp_path):
+    blank = tmp_path / "white.png"
+    Image.new("RGB", (400, 500), "white").save(blank)
+    with pytest.raises(Exception) as excinfo:
+        app_client.predict(handle_file(str(blank)), False, api_name="/generate")
+    assert "Draw a face first" in app_error_message(excinfo)
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "expected"),
+    [
+        ("notes.txt", b"this is a text file, not a drawing\n" * 20, "not an image we can read"),
+        ("renamed.png", b"GIF89a but not really" * 10, "not an image we can read"),
+        ("bomb.png", png_header_only(100_000, 100_000), "too large"),
+        ("half.png", None, "damaged or truncated"),
+    ],
+)
+def test_bad_uploads_get_our_message_not_gradios(app_client, tmp_path, name, content, expected):
+    if content is None:  # a real PNG cut in half
+        Image.fromarray(np.random.default_rng(0).integers(0, 255, (300, 300), dtype=np.uint8)).save(tmp_path / "full.png")
+        data = (tmp_path / "full.png").read_bytes()
+        content = data[: len(data) // 2]
+    upload = tmp_path / name
+    upload.write_bytes(content)
+    with pytest.raises(Exception) as excinfo:
+        app_client.predict(handle_file(str(upload)), False, api_name="/generate")
+    message = app_error_message(excinfo)
+    assert expected in message
+    assert "upstream Gradio app" not in message
+
+
+def test_upload_over_the_size_limit_is_refused_by_client_and_server(app_url, app_client, tmp_path):
+    import httpx
+
+    too_big = tmp_path / "huge.png"
+    too_big.write_bytes(b"\0" * (11 * 1024 * 1024))  # the limit is 10 MB
+    with pytest.raises(ValueError, match="exceeds the maximum file size of 10485760 bytes"):
+        app_client.predict(handle_file(str(too_big)), False, api_name="/generate")
+    # A client that ignores the advertised limit is stopped by the server before storing it.
+    response = httpx.post(app_url.rstrip("/") + "/gradio_api/upload", files={"files": ("huge.png", too_big.read_bytes())}, timeout=60)
+    assert response.status_code == 413
+
+
+# -- the README's client code, verbatim ------------------------------------------------
+
+
+def readme_client_code() -> str:
+    text = (REPO_ROOT / "README.md").read_text()
+    blocks = [block.split("```", 1)[0] for block in text.split("```python")[1:]]
+    matching = [block for block in blocks if "gradio_client" in block and 'api_name="/generate"' in block]
+    assert len(matching) == 1, "README.md must have exactly one python block calling /generate with gradio_client"
+    return matching[0]
+
+
+def test_readme_gradio_client_example_runs_against_the_app(app_url, monkeypatch):
+    code = readme_client_code()
+    assert 'Client("' in code and "handle_file(" in code
+    space_id = code.split('Client("', 1)[1].split('"', 1)[0]
+    monkeypatch.chdir(REPO_ROOT)  # the example's paths are relative to a clone
+    namespace: dict = {}
+    exec(compile(code.replace(f'Client("{space_id}"', f'Client("{app_url}"'), "README.md", "exec"), namespace)
+    face_path = namespace["face_path"]
+    with Image.open(face_path) as face:
+        assert face.mode == "RGB"
+        assert_looks_like_a_face_photo(face)
+
+
+# -- the page ----------------------------------------------------------------------------
+
+
+def test_page_has_both_tabs_examples_and_the_limits(app_url):
+    import httpx
+
+    config = httpx.get(app_url.rstrip("/") + "/config", timeout=30).json()
+    kinds = [component["type"] for component in config["components"]]
+    assert "imageeditor" in kinds  # the Sketchpad
+    assert "image" in kinds
+    assert "checkbox" in kinds
+    labels = {component.get("props", {}).get("label") for component in config["components"]}
+    assert "Restore face with GFPGAN" in labels
+    datasets = [component for component in config["components"] if component["type"] == "dataset"]
+    assert datasets and len(datasets[0]["props"]["samples"]) >= 6
+    api_names = {dependency.get("api_name") for dependency in config["dependencies"]}
+    assert {"generate", "generate_drawing"} <= api_names
+    assert config.get("max_file_size") == 10 * 1024 * 1024
+
+
+def test_examples_are_reproducible_from_the_script(tmp_path):
+    sys.path.insert(0, str(REPO_ROOT / "scripts"))
+    try:
+        import make_examples
+    finally:
+        sys.path.remove(str(REPO_ROOT / "scripts"))
+    make_examples.main(["--output-dir", str(tmp_path)])
+    made = sorted(path.name for path in tmp_path.glob("*.png"))
+    shipped = sorted(path.name for path in (REPO_ROOT / "examples").glob("*.png"))
+    assert made == shipped and len(made) >= 6
+    for name in made:
+        assert np.array_equal(np.asarray(Image.open(tmp_path / name)), np.asarray(Image.open(REPO_ROOT / "examples" / name))), name
+
+
+def test_every_example_generates_and_reports_what_was_fixed(served_pipeline):
+    notes = {}
+    for path in app.example_paths():
+        result = served_pipeline.generate(path)
+        assert result.image.mode == "RGB"
+        notes[Path(path).stem] = " ".join(result.notes)
+    assert "inverted" in notes["05_white_on_black"]
+    assert "thinned" in notes["06_thick_marker"]
+    assert notes["01_short_hair"] == ""
+
+
+def test_app_start_fails_in_one_line_when_the_hub_model_is_unreachable(tmp_path):
+    env = dict(os.environ, SKETCH2FACE_MODEL="nobody/no-such-model", HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf"))
+    completed = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "app.py")], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240
+    )
+    assert completed.returncode == 1
+    lines = [line for line in completed.stderr.splitlines() if line.strip()]
+    assert lines[-1].startswith("error: Could not load model 'nobody/no-such-model'")
+    assert "HF_HUB_OFFLINE" in lines[-1]
+    assert "Traceback" not in completed.stderr

@@ -1,0 +1,98 @@
+"""Data loading rules. Uses ../shared/data when present (CI has it), else builds a tiny copy."""
+
+import csv
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from sketch2face import data, preprocess
+from sketch2face.data import FaceRecord, SketchPhotoDataset
+
+from .test_styles import landmarks_for, synthetic_face
+
+
+@pytest.fixture
+def tiny_data_root(tmp_path):
+    """A data folder in the shared layout, with images drawn here."""
+    for split in ("train", "test"):
+        for kind in ("photos", "sketches"):
+            (tmp_path / "cufs" / split / kind).mkdir(parents=True)
+    photo = cv2.resize(synthetic_face(), (200, 250))
+    sketch = cv2.cvtColor(photo, cv2.COLOR_RGB2GRAY)
+    for name in ("a-001", "a-002"):
+        cv2.imwrite(str(tmp_path / "cufs/train/photos" / f"{name}.jpg"), photo)
+        cv2.imwrite(str(tmp_path / "cufs/train/sketches" / f"{name}.jpg"), sketch)
+    faces = tmp_path / "faces"
+    for folder in ("london_neutral", "canada"):
+        (faces / folder).mkdir(parents=True)
+    big = cv2.resize(synthetic_face(), (512, 640))
+    cv2.imwrite(str(faces / "london_neutral/001_03.jpg"), big)
+    cv2.imwrite(str(faces / "canada/003f.jpg"), big)
+    with open(faces / "eyes.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["file", "eye1_x", "eye1_y", "eye2_x", "eye2_y"])
+        writer.writerow(["london_neutral/001_03.jpg", 312.0, 326.0, 200.0, 326.0])  # right eye listed first
+        writer.writerow(["canada/003f.jpg", 200.0, 326.0, 312.0, 326.0])
+    return tmp_path
+
+
+def test_held_out_data_is_refused(tiny_data_root):
+    with pytest.raises(ValueError, match="held out"):
+        data.load_cufs("test", tiny_data_root)
+    with pytest.raises(ValueError, match="held out"):
+        data.load_faces(("canada",), tiny_data_root)
+    assert len(data.load_faces(("canada",), tiny_data_root, allow_held_out=True)) == 1
+
+
+def test_training_records_never_include_held_out_files(tiny_data_root):
+    records = data.build_training_records(tiny_data_root, with_landmarks=False)
+    names = [record.name for record in records]
+    assert names == ["cufs/train/a-001", "cufs/train/a-002", "faces/london_neutral/001_03.jpg"]
+    assert not any("canada" in name or "test" in name for name in names)
+
+
+def test_eye_alignment_puts_pupils_on_the_canvas_eyes(tiny_data_root):
+    matrix = data.eye_alignment((200.0, 326.0), (312.0, 326.0))
+    for source, target in zip([(200.0, 326.0), (312.0, 326.0)], preprocess.CANVAS_EYES):
+        mapped = matrix @ np.array([*source, 1.0])
+        assert np.allclose(mapped, target, atol=1e-6)
+    record = data.load_faces(root=tiny_data_root)[0]
+    assert record.photo.shape == (320, 256, 3)
+
+
+def test_dataset_yields_normalised_pairs_in_every_style():
+    photo = synthetic_face()
+    record = FaceRecord("synthetic", photo, sketch=cv2.cvtColor(photo, cv2.COLOR_RGB2GRAY) / 255.0,
+                        landmarks=landmarks_for(photo))
+    rng = np.random.default_rng(0)
+    for style in ("artist", "pencil", "xdog", "edges", "doodle"):
+        sketch, target = data.make_training_pair(record, style, rng)
+        assert sketch.shape == (320, 256) and target.shape == (320, 256, 3)
+        # The same normalisation as serving: paper white, ink black after the level stretch.
+        assert np.percentile(sketch, 90) > 0.95 and sketch.min() < 0.1
+    item = SketchPhotoDataset([record])[0]
+    assert item["sketch"].shape == (1, 320, 256) and item["photo"].shape == (3, 320, 256)
+    assert item["sketch"].min() >= -1 and item["photo"].max() <= 1 and item["photo"].dtype == torch.float32
+
+
+def test_training_pair_photo_follows_the_sketch_framing():
+    """A sketch shrunk into a corner is re-framed; the photo must move with it."""
+    photo = synthetic_face()
+    sketch = np.ones((320, 256), np.float32)
+    cv2.ellipse(sketch, (60, 60), (30, 40), 0, 0, 360, 0.0, 2)
+    record = FaceRecord("corner", photo, sketch=sketch)
+    framed_sketch, framed_photo = data.make_training_pair(record, "artist", np.random.default_rng(0), augment=False)
+    ys, xs = np.nonzero(framed_sketch < 0.5)
+    assert abs(xs.mean() - 128) < 10 and abs(ys.mean() - 160) < 10  # centred on the canvas
+    expected = preprocess.warp_to_canvas(photo, preprocess.normalise(sketch).to_canvas)
+    assert np.array_equal(framed_photo, expected)
+
+
+@pytest.mark.skipif(not (data.default_data_root() / "cufs").is_dir(), reason="../shared/data is not present")
+def test_real_training_set_sizes():
+    records = data.build_training_records(with_landmarks=False)
+    assert sum(r.name.startswith("cufs/train") for r in records) == 88
+    assert sum(r.name.startswith("faces/") for r in records) == 212
+    assert all(r.photo.shape == (320, 256, 3) for r in records)

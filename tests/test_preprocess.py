@@ -1,0 +1,276 @@
+"""Every kind of input the loader and the normaliser meet, built here in the tests."""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from sketch2face import InputError
+from sketch2face import preprocess
+from sketch2face.preprocess import CANVAS_SIZE, FRAME_BOX, load_grayscale, normalise, uncanvas
+
+
+def face_drawing(size=(256, 320), box=None, width=3, ink=0, paper=255) -> Image.Image:
+    """A simple line-art face inside ``box`` (x0, y0, x1, y1) of a ``size`` greyscale image."""
+    image = Image.new("L", size, paper)
+    x0, y0, x1, y1 = box or (size[0] * 0.15, size[1] * 0.1, size[0] * 0.85, size[1] * 0.9)
+    w, h = x1 - x0, y1 - y0
+    draw = ImageDraw.Draw(image)
+    draw.ellipse((x0, y0, x1, y1), outline=ink, width=width)
+    for cx in (0.33, 0.67):
+        draw.ellipse((x0 + w * (cx - 0.09), y0 + h * 0.4, x0 + w * (cx + 0.09), y0 + h * 0.47), outline=ink, width=width)
+    draw.line([(x0 + w * 0.5, y0 + h * 0.48), (x0 + w * 0.45, y0 + h * 0.63), (x0 + w * 0.55, y0 + h * 0.64)], fill=ink, width=width)
+    draw.arc((x0 + w * 0.3, y0 + h * 0.66, x0 + w * 0.7, y0 + h * 0.8), 20, 160, fill=ink, width=width)
+    return image
+
+
+def encode(image: Image.Image, fmt: str = "PNG", **options) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt, **options)
+    return buffer.getvalue()
+
+
+def ink_bbox(gray: np.ndarray, threshold: float = 0.5) -> tuple[int, int, int, int]:
+    ys, xs = np.nonzero(gray < threshold)
+    return int(xs.min()), int(ys.min()), int(xs.max()), int(ys.max())
+
+
+# -- loading: every mode ends as float grey on white paper ----------------------------
+
+
+def test_rgba_transparent_background_becomes_white_not_black():
+    rgba = np.zeros((64, 64, 4), np.uint8)  # transparent pixels are RGB 0, like a browser canvas
+    rgba[30:34, 10:54] = (0, 0, 0, 255)
+    gray = load_grayscale(Image.fromarray(rgba, "RGBA"))
+    assert gray.dtype == np.float32 and gray.shape == (64, 64)
+    assert gray[0, 0] == pytest.approx(1.0)
+    assert gray[31, 30] == pytest.approx(0.0)
+    # The same through an encoded file and a plain array.
+    assert np.allclose(load_grayscale(encode(Image.fromarray(rgba, "RGBA"))), gray)
+    assert np.allclose(load_grayscale(rgba), gray)
+
+
+def test_semi_transparent_ink_is_blended_onto_white():
+    rgba = np.zeros((40, 40, 4), np.uint8)
+    rgba[..., 3] = 128  # half-covered black
+    assert load_grayscale(rgba)[0, 0] == pytest.approx(1.0 - 128 / 255, abs=1e-3)
+
+
+def test_la_mode_transparent_is_white():
+    la = Image.new("LA", (48, 48), (0, 0))
+    la.putpixel((10, 10), (0, 255))
+    gray = load_grayscale(encode(la))
+    assert gray[0, 0] == pytest.approx(1.0)
+    assert gray[10, 10] == pytest.approx(0.0)
+
+
+def test_palette_image_with_transparency_index():
+    palette = Image.new("P", (48, 48), 0)
+    palette.putpalette([0, 0, 0, 255, 255, 255] + [0] * 762)
+    palette.paste(1, (0, 0, 48, 24))  # top half white, bottom half index 0 ...
+    palette.info["transparency"] = 0  # ... which is transparent (black RGB underneath)
+    palette.paste(1, (0, 0, 48, 24))
+    gray = load_grayscale(encode(palette, transparency=0))
+    assert np.allclose(gray, 1.0)
+    opaque = Image.new("P", (48, 48), 0)
+    opaque.putpalette([0, 0, 0, 255, 255, 255] + [0] * 762)
+    opaque.paste(1, (0, 0, 48, 24))
+    gray = load_grayscale(encode(opaque))
+    assert gray[0, 0] == pytest.approx(1.0) and gray[40, 0] == pytest.approx(0.0)
+
+
+def test_cmyk_jpeg():
+    cmyk = Image.new("CMYK", (64, 64), (0, 0, 0, 0))  # no ink: white
+    cmyk.paste((0, 0, 0, 255), (0, 32, 64, 64))  # full black
+    gray = load_grayscale(encode(cmyk, "JPEG", quality=95))
+    assert gray[5, 5] > 0.95
+    assert gray[50, 50] < 0.1
+
+
+def test_sixteen_bit_greyscale():
+    values = np.full((40, 40), 65535, np.uint16)
+    values[20:, :] = 0
+    values[0:5, 0:5] = 32768
+    image = Image.fromarray(values)
+    assert image.mode == "I;16"
+    gray = load_grayscale(encode(image))
+    assert gray[10, 10] == pytest.approx(1.0)
+    assert gray[30, 30] == pytest.approx(0.0)
+    assert gray[2, 2] == pytest.approx(0.5, abs=0.01)
+
+
+def test_exif_rotation_is_applied():
+    # Stored 40 wide x 80 high with a black band at the top; orientation 6 means
+    # "rotate 90 degrees clockwise to display": displayed 80 wide x 40 high, band on the right.
+    stored = Image.new("L", (40, 80), 255)
+    stored.paste(0, (0, 0, 40, 10))
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    gray = load_grayscale(encode(stored, "JPEG", exif=exif.tobytes(), quality=95))
+    assert gray.shape == (40, 80)
+    assert gray[:, -5:].mean() < 0.1
+    assert gray[:, :60].mean() > 0.9
+
+
+def test_first_frame_of_an_animated_gif():
+    first = Image.new("L", (64, 64), 255)
+    first.paste(0, (0, 0, 16, 64))
+    second = Image.new("L", (64, 64), 255)
+    second.paste(0, (48, 0, 64, 64))
+    data = encode(first, "GIF", save_all=True, append_images=[second], duration=100, loop=0)
+    assert Image.open(io.BytesIO(data)).n_frames == 2
+    gray = load_grayscale(data)
+    assert gray[:, :16].mean() < 0.1
+    assert gray[:, 48:].mean() > 0.9
+
+
+def test_paths_file_objects_and_sketchpad_dicts(tmp_path):
+    drawing = face_drawing()
+    path = tmp_path / "face.png"
+    drawing.save(path)
+    expected = np.asarray(drawing, np.float32) / 255.0
+    assert np.allclose(load_grayscale(path), expected)
+    assert np.allclose(load_grayscale(str(path)), expected)
+    with open(path, "rb") as handle:
+        assert np.allclose(load_grayscale(handle), expected)
+    # A Sketchpad value without a composite: the layers are drawn over the background.
+    strokes = np.zeros((320, 256, 4), np.uint8)
+    strokes[..., 3] = 255 - np.asarray(drawing)
+    gray = load_grayscale({"background": None, "layers": [strokes], "composite": None})
+    assert np.allclose(gray, expected, atol=1 / 255)
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        (None, "draw a face first"),
+        (b"", "empty"),
+        ({"background": None, "layers": [], "composite": None}, "Draw a face first"),
+        (b"definitely not an image" * 10, "not an image we can read"),
+        (12345, "Unsupported input type"),
+    ],
+)
+def test_unusable_inputs_raise_one_line_input_errors(source, message):
+    with pytest.raises(InputError) as excinfo:
+        load_grayscale(source)
+    assert message in str(excinfo.value)
+    assert "\n" not in str(excinfo.value)
+
+
+def test_one_pixel_image_is_refused_as_too_small():
+    with pytest.raises(InputError, match="too small"):
+        load_grayscale(encode(Image.new("L", (1, 1), 0)))
+
+
+def png_header_only(width: int, height: int) -> bytes:
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)) + chunk(b"IEND", b"")
+
+
+@pytest.mark.parametrize("size", [(100_000, 100_000), (8_000, 6_000)])
+def test_huge_header_is_refused_without_decoding(size):
+    # The file has no pixel data at all: decoding it would fail as "truncated", so the
+    # "too large" answer proves the refusal came from the header alone.
+    data = png_header_only(*size)
+    assert len(data) < 100
+    with pytest.raises(InputError, match="too large"):
+        load_grayscale(data)
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG"])
+def test_truncated_files_are_reported_as_damaged(fmt):
+    noise = Image.fromarray(np.random.default_rng(1).integers(0, 255, (200, 200), dtype=np.uint8))
+    data = encode(noise, fmt)
+    with pytest.raises(InputError, match="damaged or truncated"):
+        load_grayscale(data[: len(data) // 2])
+
+
+# -- normalising -------------------------------------------------------------------------
+
+
+def test_white_on_black_is_detected_and_inverted():
+    dark_on_light = face_drawing()
+    light_on_dark = Image.fromarray(255 - np.asarray(dark_on_light))
+    inverted = normalise(light_on_dark)
+    reference = normalise(dark_on_light)
+    assert inverted.inverted and not reference.inverted
+    assert np.abs(inverted.canvas - reference.canvas).mean() < 0.01
+    assert np.median(inverted.canvas) > 0.95  # white paper on the canvas
+
+
+def test_faint_pencil_is_levelled_to_black_ink():
+    faint = face_drawing(ink=200, paper=245)  # light grey on off-white
+    sketch = normalise(faint)
+    assert sketch.canvas.min() < 0.05
+    assert np.median(sketch.canvas) > 0.95
+
+
+def test_too_faint_drawing_is_refused():
+    with pytest.raises(InputError, match="too faint"):
+        normalise(face_drawing(ink=232, paper=255))  # 9% darker than the paper
+
+
+def test_very_thick_strokes_are_thinned_and_pen_strokes_are_not():
+    thick = normalise(face_drawing(size=(512, 640), width=40))
+    thin = normalise(face_drawing(size=(512, 640), width=6))
+    assert thick.thinned and not thin.thinned
+    assert preprocess.stroke_width(thick.canvas < 0.5) <= preprocess.THICK_STROKE_PX
+    assert preprocess.stroke_width(thin.canvas < 0.5) < preprocess.THICK_STROKE_PX
+
+
+def test_blank_image_asks_for_a_drawing():
+    with pytest.raises(InputError, match="Draw a face first"):
+        normalise(Image.new("L", (300, 300), 255))
+
+
+def test_small_off_centre_face_is_framed_and_mapped_back():
+    size = (640, 480)  # landscape upload, face small in the upper left
+    box = (40, 30, 160, 180)
+    drawing = face_drawing(size=size, box=box, width=2)
+    sketch = normalise(drawing)
+
+    # On the canvas the drawing fills the frame box, centred.
+    x0, y0, x1, y1 = ink_bbox(sketch.canvas)
+    fx0, fy0, fx1, fy1 = FRAME_BOX
+    assert sketch.canvas.shape == (CANVAS_SIZE[1], CANVAS_SIZE[0])
+    assert y0 == pytest.approx(fy0, abs=6) and y1 == pytest.approx(fy1, abs=6)  # height-limited
+    assert (x0 + x1) / 2 == pytest.approx((fx0 + fx1) / 2, abs=3)
+
+    # Mapping the canvas back gives the input's frame (aspect kept) with the face where drawn.
+    for canvas_scale in (1, 2):
+        canvas_image = np.repeat((sketch.canvas * 255).astype(np.uint8)[..., None], 3, axis=2)
+        if canvas_scale == 2:
+            canvas_image = canvas_image.repeat(2, axis=0).repeat(2, axis=1)
+        back = uncanvas(canvas_image, sketch)
+        height, width = back.shape[:2]
+        assert width / height == pytest.approx(size[0] / size[1], abs=0.01)
+        k = width / size[0]
+        bx0, by0, bx1, by1 = ink_bbox(back[..., 0] / 255.0)
+        expected = ink_bbox(np.asarray(drawing, np.float32) / 255.0)
+        for got, want in zip((bx0, by0, bx1, by1), expected):
+            assert got / k == pytest.approx(want, abs=4)
+
+
+def test_a_twice_as_large_canvas_result_maps_back_twice_as_large():
+    sketch = normalise(face_drawing(size=(300, 400)))
+    face = np.full((CANVAS_SIZE[1], CANVAS_SIZE[0], 3), 128, np.uint8)
+    single = uncanvas(face, sketch)
+    double = uncanvas(face.repeat(2, axis=0).repeat(2, axis=1), sketch)
+    assert double.shape[0] == pytest.approx(2 * single.shape[0], abs=2)
+    assert double.shape[1] == pytest.approx(2 * single.shape[1], abs=2)
+
+
+def test_output_size_stays_within_bounds():
+    tiny_face_big_image = normalise(face_drawing(size=(4000, 3000), box=(100, 100, 180, 200), width=2))
+    width, height = preprocess.output_size(tiny_face_big_image)
+    assert max(width, height) == preprocess.MAX_OUTPUT_SIDE
+    assert width / height == pytest.approx(4 / 3, abs=0.01)
+    big_face_small_image = normalise(face_drawing(size=(64, 80), width=1))
+    assert max(preprocess.output_size(big_face_small_image)) >= preprocess.MIN_OUTPUT_SIDE
