@@ -26,6 +26,7 @@ from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
 import gradio as gr  # noqa: E402
+from PIL import Image  # noqa: E402
 
 from sketch2face.errors import InputError, Sketch2FaceError  # noqa: E402
 
@@ -36,13 +37,14 @@ EXAMPLES_DIR = ROOT / "examples"
 
 # Limits for a free CPU Space (2 vCPU, 16 GB). Why these numbers: README "Limits".
 MAX_FILE_SIZE = "10mb"  # a phone photo of a sketch is 2-5 MB; the decoder refuses > 40 MP anyway
+MAX_FILE_BYTES = 10 * 1024 * 1024
 QUEUE_MAX_SIZE = 16  # beyond this a visitor gets "queue full" instead of a minutes-long wait
 CONCURRENCY_LIMIT = 1  # one generation at a time: torch already uses both cores for one
 TORCH_THREADS = 2
 
 TITLE = "Sketch2Face"
 INSTRUCTIONS = """
-Draw a face in the **Draw** tab (black pen; pick a pen size or the eraser in the toolbar),
+Draw a face in the **Draw** tab (black pen; the toolbar on the left has pen sizes and an eraser),
 or upload a photo or scan of a pencil/pen sketch in the **Upload** tab, then press **Generate**.
 Front-facing faces with a head outline, eyes, nose and mouth work best. Light lines on a dark
 background are inverted automatically. **Restore face with GFPGAN** sharpens the result (slower;
@@ -69,6 +71,14 @@ def load_pipeline():
 # Inputs as they arrive from Gradio -> something sketch2face.preprocess can load
 # --------------------------------------------------------------------------------------
 
+CANVAS_SIZE = (512, 640)  # the Sketchpad: portrait, the model's 4:5 framing at 2x
+
+
+def blank_canvas() -> dict:
+    """White paper as the Sketchpad's background: with it the pen is active on page load."""
+    return {"background": Image.new("RGB", CANVAS_SIZE, "white"), "layers": [], "composite": None}
+
+
 NO_IMAGE_MESSAGE = "Draw a face first (or upload a sketch): no image was given."
 
 
@@ -93,6 +103,8 @@ def upload_source(value: Any) -> Any:
 
 def _decode_data_url(url: str) -> bytes:
     header, _, data = url.partition(",")
+    if len(data) * 3 // 4 > MAX_FILE_BYTES:  # same limit as uploads, before decoding
+        raise InputError(f"The image is larger than {MAX_FILE_SIZE}.")
     if not header.endswith(";base64"):
         raise InputError("The image data URL is not base64 encoded.")
     try:
@@ -167,7 +179,10 @@ def build_demo(pipeline) -> gr.Blocks:
                             label="Draw a face",
                             type="numpy",
                             image_mode="RGBA",
-                            canvas_size=(512, 640),  # portrait, the model's 4:5 framing
+                            value=blank_canvas(),
+                            canvas_size=CANVAS_SIZE,
+                            fixed_canvas=True,
+                            height=640,
                             brush=gr.Brush(colors=["#000000"], color_mode="fixed", default_size=4),
                             eraser=gr.Eraser(default_size=16),
                             layers=False,
@@ -207,13 +222,13 @@ def build_demo(pipeline) -> gr.Blocks:
         paths = example_paths()
         if paths:
             gr.Examples(
-                examples=[[path, False] for path in paths],
-                inputs=[upload, enhance],
+                examples=[[path] for path in paths],
+                inputs=[upload],  # one input: shown as a row of thumbnails
                 outputs=output,
-                fn=generate,
+                fn=lambda image: generate(image, False),
                 cache_examples=True,
                 cache_mode="eager",
-                label="Examples (click one to load it into the Upload tab)",
+                label="Examples: click one to see its result (cached), then Generate to run it yourself",
                 examples_per_page=12,
             )
     demo.queue(max_size=QUEUE_MAX_SIZE, default_concurrency_limit=CONCURRENCY_LIMIT)

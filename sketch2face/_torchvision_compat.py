@@ -13,13 +13,14 @@ Import this module before anything imports torchvision. It
   with a working extension the ops are left exactly as torchvision registers them;
 * lets ``torchvision.ops.nms`` use that kernel (its ``_assert_has_ops`` guard would refuse);
 * aliases ``torchvision.transforms.functional_tensor`` to ``_functional_tensor`` when the old
-  name is gone.
+  name is gone (lazily: torchvision is not imported for it).
 
 It is idempotent: importing or calling :func:`install` again does nothing more.
 """
 
 from __future__ import annotations
 
+import importlib.abc
 import importlib.machinery
 import importlib.util
 import logging
@@ -101,20 +102,20 @@ def nms_reference_kernel(dets: torch.Tensor, scores: torch.Tensor, iou_threshold
     order = torch.sort(scores, descending=True, stable=True).indices
     boxes = boxes[order]
     areas = _box_areas(boxes)
-    # Pairwise IoU of the sorted boxes, computed once: O(N^2) memory is fine for detector sizes.
-    top_left = torch.maximum(boxes[:, None, :2], boxes[None, :, :2])
-    bottom_right = torch.minimum(boxes[:, None, 2:], boxes[None, :, 2:])
-    wh = (bottom_right - top_left).clamp(min=0)
-    inter = wh[..., 0] * wh[..., 1]
-    iou = inter / (areas[:, None] + areas[None, :] - inter)
-    suppressed = torch.zeros(len(order), dtype=torch.bool)
-    overlaps = (iou > iou_threshold).cpu()
+    suppressed = torch.zeros(len(order), dtype=torch.bool, device=boxes.device)
     keep = []
     for index in range(len(order)):
         if suppressed[index]:
             continue
         keep.append(index)
-        suppressed |= overlaps[index]
+        # IoU of this kept box with every lower-scoring one: O(N) memory, O(N * kept) time.
+        rest = boxes[index + 1 :]
+        top_left = torch.maximum(rest[:, :2], boxes[index, :2])
+        bottom_right = torch.minimum(rest[:, 2:], boxes[index, 2:])
+        wh = (bottom_right - top_left).clamp(min=0)
+        inter = wh[:, 0] * wh[:, 1]
+        iou = inter / (areas[index] + areas[index + 1 :] - inter)
+        suppressed[index + 1 :] |= iou > iou_threshold
     return order[torch.tensor(keep, dtype=torch.long, device=order.device)]
 
 
@@ -128,13 +129,31 @@ def _define_fallback_ops() -> None:
     _fallback_library = library
 
 
-def _alias_functional_tensor() -> None:
-    old_name = "torchvision.transforms.functional_tensor"
-    if old_name in sys.modules or importlib.util.find_spec(old_name) is not None:
-        return
-    import torchvision.transforms._functional_tensor as functional_tensor
+class _RenamedModuleFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """Serves ``import torchvision.transforms.functional_tensor`` with ``_functional_tensor``.
 
-    sys.modules[old_name] = functional_tensor
+    It sits last on ``sys.meta_path``: a torchvision that still ships the old module wins, and
+    nothing is imported until someone asks for the old name.
+    """
+
+    old_name = "torchvision.transforms.functional_tensor"
+    new_name = "torchvision.transforms._functional_tensor"
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname != self.old_name or importlib.util.find_spec(self.new_name) is None:
+            return None
+        return importlib.util.spec_from_loader(fullname, self)
+
+    def create_module(self, spec):
+        return importlib.import_module(self.new_name)  # the very same module object
+
+    def exec_module(self, module):
+        pass
+
+
+def _alias_functional_tensor() -> None:
+    if not any(isinstance(finder, _RenamedModuleFinder) for finder in sys.meta_path):
+        sys.meta_path.append(_RenamedModuleFinder())
 
 
 def _let_torchvision_call_fallback_nms() -> None:

@@ -31,6 +31,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from PIL import Image
 from skimage.metrics import mean_squared_error, peak_signal_noise_ratio, structural_similarity
 
 from . import data, styles
@@ -261,7 +262,7 @@ def run(model_path: str | None, out_dir: Path, root: Path | None = None) -> dict
     (out_dir / "metrics.md").write_text(markdown_table(report))
     save_rgb(out_dir / "grid_cufs_test.png", grid([[p.sketch, f, p.photo] for p, f in zip(cufs_pairs[:10], cufs_fakes[:10])]))
     canada_rows = []
-    for index in range(6):
+    for index in range(min(6, len(canada_samples["doodle"][0]))):
         row = [canada_samples["doodle"][0][index].photo]
         for style in styles.PHOTO_STYLES:
             pairs, fakes = canada_samples[style]
@@ -273,12 +274,29 @@ def run(model_path: str | None, out_dir: Path, root: Path | None = None) -> dict
     return report
 
 
+def examples_grid(model: Sketch2Face, examples_dir: Path, out_path: Path, columns: int = 2) -> Path:
+    """The README's grid: the project's own drawn examples | what the model makes of them."""
+    paths = sorted(examples_dir.glob("*.png"))
+    cells = []
+    for path in paths:
+        result = model.generate(path)
+        cells.append([np.asarray(Image.open(path).convert("RGB")), np.asarray(result.image)])
+    rows = [sum(cells[index : index + columns], []) for index in range(0, len(cells), columns)]
+    save_rgb(out_path, grid(rows, cell=(192, 240)))
+    return out_path
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=None, help="weights folder or Hub repo id (default: weights/)")
     parser.add_argument("--out", type=Path, default=Path("outputs/eval"), help="where metrics and grids go")
     parser.add_argument("--data-root", type=Path, default=None)
+    parser.add_argument("--examples-grid", type=Path, default=None,
+                        help="also draw examples/*.png and their outputs into this PNG (for the README)")
     args = parser.parse_args(argv)
+    if args.examples_grid:
+        model = Sketch2Face.from_pretrained(args.model)
+        print(f"wrote {examples_grid(model, Path('examples'), args.examples_grid)}")
     report = run(args.model, args.out, args.data_root)
     print(markdown_table(report))
     print(f"wrote {args.out}/metrics.json, metrics.md and grids in {report['seconds']} s")

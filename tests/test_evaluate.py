@@ -1,0 +1,78 @@
+import json
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+
+from sketch2face.evaluate import grid, identification, image_metrics, photo_likeness
+from sketch2face.networks import UNetGenerator
+
+from .test_data import tiny_data_root  # noqa: F401  (fixture)
+from .test_styles import synthetic_face
+
+
+def test_identification_ranks():
+    real = np.eye(4)
+    generated = real + 0.1  # each closest to its own photo
+    assert identification(generated, real)["rank1"] == 1.0
+    swapped = real[[1, 0, 2, 3]]  # the first two are each other's nearest
+    result = identification(swapped, real)
+    assert result["rank1"] == 0.5 and result["rank5"] == 1.0
+    assert result["mean_distance"] == pytest.approx(np.sqrt(2) / 2)
+
+
+@pytest.mark.filterwarnings("ignore:divide by zero")  # PSNR of identical images is infinite
+def test_image_metrics_follow_their_definitions():
+    real = synthetic_face(250, 200)
+    assert image_metrics(real, real)["ssim"] == pytest.approx(1.0)
+    shifted = np.clip(real.astype(int) + 10, 0, 255).astype(np.uint8)
+    metrics = image_metrics(real, shifted)
+    difference = real.astype(float) - shifted.astype(float)
+    assert metrics["mse"] == pytest.approx(np.mean(difference**2))
+    assert metrics["psnr"] == pytest.approx(10 * np.log10(255**2 / metrics["mse"]))
+    assert metrics["l2"] == pytest.approx(np.sqrt(np.sum(difference**2)))
+
+
+def test_photo_likeness_separates_line_art_from_a_face():
+    line_art = np.full((100, 100, 3), 255, np.uint8)
+    cv2.circle(line_art, (50, 50), 30, (0, 0, 0), 2)
+    face = synthetic_face(100, 100)
+    assert photo_likeness(face)["mean_saturation"] > photo_likeness(line_art)["mean_saturation"]
+    assert photo_likeness(face)["midtone_fraction"] > 0.5 > photo_likeness(line_art)["midtone_fraction"]
+
+
+def test_grid_letterboxes_mixed_images():
+    canvas = grid([[np.zeros((50, 20), np.float32), np.zeros((10, 80, 3), np.uint8)]], cell=(40, 40), gap=2)
+    assert canvas.shape == (44, 86, 3)
+
+
+def complete_tiny_root(root):
+    """Add the evaluation folders to the tiny training layout."""
+    photo = cv2.resize(synthetic_face(), (200, 250))
+    for index in range(3):
+        cv2.imwrite(str(root / "cufs/test/photos" / f"t-{index}.jpg"), np.roll(photo, index * 5, axis=1))
+        cv2.imwrite(str(root / "cufs/test/sketches" / f"t-{index}.jpg"), cv2.Canny(photo, 50, 100) ^ 255)
+    for folder in ("doodles", "edgemaps"):
+        (root / "eval" / folder).mkdir(parents=True)
+        cv2.imwrite(str(root / "eval" / folder / "1.jpg"), cv2.Canny(photo, 50, 100))
+    return root
+
+
+def test_evaluate_cli_writes_json_markdown_and_grids(tmp_path, tiny_data_root):  # noqa: F811
+    model_dir = tmp_path / "model"
+    UNetGenerator(ngf=4, num_downs=6).save_pretrained(model_dir)
+    root = complete_tiny_root(tiny_data_root)
+    out = tmp_path / "eval"
+    command = [sys.executable, "-m", "sketch2face.evaluate", "--model", str(model_dir), "--out", str(out),
+               "--data-root", str(root)]
+    finished = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    report = json.loads((out / "metrics.json").read_text())
+    assert report["cufs_test"]["pairs"] == 3
+    assert 0.0 <= report["cufs_test"]["ssim"] <= 1.0
+    assert set(report["canada"]) == {"pencil", "xdog", "edges", "doodle"}
+    assert "| **sketch2face (ours)** |" in (out / "metrics.md").read_text()
+    for name in ("grid_cufs_test.png", "grid_canada.png", "grid_doodles.png", "grid_edgemaps.png"):
+        assert cv2.imread(str(out / name)) is not None
