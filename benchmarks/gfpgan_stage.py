@@ -207,7 +207,8 @@ def _cpu_name() -> str:
 def format_report(result: dict[str, Any]) -> str:
     lines = [
         f"GFPGAN stage, {result['cpu']}, torch {result['torch']}, {result['threads']} threads, "
-        f"median of {result['repeats']}; 1-min load average before/after: {result['load_average'][0]:.1f}/{result['load_average'][1]:.1f}",
+        f"median of {result['repeats']}; 1-min load average before/after: "
+        f"{result['load_average'][0]:.1f}/{result['load_average'][1]:.1f}",
         f"weights: {result['weights']}",
         f"input: {result['input']}",
         "",

@@ -11,8 +11,10 @@ generator runs in eval mode under ``torch.inference_mode``.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import sys
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,7 +59,9 @@ def load_generator(model: str | os.PathLike | None = None, device: str = "cpu") 
         if not (path / "model.safetensors").is_file():
             raise ModelLoadError(f"{path} has no model.safetensors (only safetensors weights are loaded).")
         try:
-            generator = UNetGenerator.from_pretrained(path)
+            # huggingface_hub prints a progress line to stdout; keep stdout for our results.
+            with contextlib.redirect_stdout(sys.stderr):
+                generator = UNetGenerator.from_pretrained(path)
         except Exception as error:  # corrupt file, wrong config, ...
             raise ModelLoadError(f"Could not load the generator from {path}: {error}") from None
     elif _looks_like_repo_id(name):
@@ -75,7 +79,8 @@ def _load_from_hub(repo_id: str) -> UNetGenerator:
     os.environ.setdefault("HF_HUB_ETAG_TIMEOUT", "5")
     os.environ.setdefault("HF_HUB_DOWNLOAD_TIMEOUT", "10")
     try:
-        return UNetGenerator.from_pretrained(repo_id)
+        with contextlib.redirect_stdout(sys.stderr):
+            return UNetGenerator.from_pretrained(repo_id)
     except LocalEntryNotFoundError:
         reason = "HF_HUB_OFFLINE is set and it is not in the local cache" if constants.HF_HUB_OFFLINE else "the Hub is unreachable (offline?) and it is not in the local cache"
     except Exception as error:  # repo not found, gated, network errors of every kind

@@ -76,7 +76,7 @@ OFFLINE_ENVS = ("SKETCH2FACE_OFFLINE", "HF_HUB_OFFLINE")
 
 CONNECT_TIMEOUT_S = 5.0  # DNS + TCP connect: offline fails fast instead of hanging
 READ_TIMEOUT_S = 30.0  # the longest a stalled download may sit without a byte
-RETRY_AFTER_S = 300.0  # after a failed download, requests don't pay the timeout again for this long
+RETRY_AFTER_S = 300.0  # after a failed download, later requests fail at once for this long
 
 # -- the fixed canvas -> GFPGAN alignment ----------------------------------------------------
 # GFPGAN's 512x512 FFHQ template (facexlib): eye centres, nose tip, mouth corners.
@@ -94,6 +94,10 @@ FEATHER_PX = 12  # output pixels over which the restored face fades into the ups
 
 class RestorationUnavailable(Sketch2FaceError, RuntimeError):
     """GFPGAN could not run; str(error) says why in one line."""
+
+
+class _DownloadFailed(RestorationUnavailable):
+    """Remembered for RETRY_AFTER_S: retrying costs a network timeout or another 350 MB."""
 
 
 # ==========================================================================================
@@ -160,7 +164,8 @@ def download_checkpoint(
         destination.parent.mkdir(parents=True, exist_ok=True)
         handle = tempfile.NamedTemporaryFile(dir=destination.parent, prefix=f".{destination.name}.", suffix=".part", delete=False)
     except OSError as error:
-        raise RestorationUnavailable(f"Can't write the GFPGAN weights to {destination.parent} ({error.strerror or error}); set {CACHE_ENV}.") from None
+        reason = error.strerror or error
+        raise RestorationUnavailable(f"Can't write the GFPGAN weights to {destination.parent} ({reason}); set {CACHE_ENV}.") from None
     partial = Path(handle.name)
     try:
         with handle:
@@ -172,7 +177,9 @@ def download_checkpoint(
                 for chunk in response.iter_bytes(1 << 20):
                     received += len(chunk)
                     if expected_bytes is not None and received > expected_bytes:
-                        raise RestorationUnavailable(f"The download from {url} is larger than {destination.name} ({expected_bytes} bytes); it was discarded.")
+                        raise RestorationUnavailable(
+                            f"The download from {url} is larger than {destination.name} ({expected_bytes} bytes); it was discarded."
+                        )
                     digest.update(chunk)
                     handle.write(chunk)
         if expected_sha256 is not None and digest.hexdigest() != expected_sha256:
@@ -291,7 +298,9 @@ def _upsample2x(x: torch.Tensor) -> torch.Tensor:
 
 def _channels_last_conv(conv: nn.Conv2d) -> nn.Conv2d:
     """A copy of ``conv`` with channels-last weights (the stock network stays usable as is)."""
-    copy = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding, groups=conv.groups, bias=conv.bias is not None)
+    copy = nn.Conv2d(
+        conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding, groups=conv.groups, bias=conv.bias is not None
+    )
     with torch.no_grad():
         copy.weight.copy_(conv.weight)
         if conv.bias is not None:
@@ -407,8 +416,9 @@ class _SFTConditions(nn.Module):
 
 class FastGFPGAN(nn.Module):
     """GFPGANv1Clean's inference forward (``return_rgb=False``, ``randomize_noise=False``),
-    rearranged for CPU speed. Shares the stock network's parameters (no copy of the big ones);
-    takes one (1, 3, S, S) image in [-1, 1] and returns the restored one.
+    rearranged for CPU speed. It copies what it rearranges (conv weights, channels-last), shares
+    the rest (the linear layers) and leaves the stock network unchanged. Takes one (1, 3, S, S)
+    image in [-1, 1] and returns the restored one.
 
     Thread-safe: the forward only writes to tensors it has just created.
     """
@@ -538,7 +548,9 @@ def landmarks_to_template(points: np.ndarray, height: int, width: int) -> np.nda
     scale = math.hypot(correction[0, 0], correction[1, 0])
     rotation = math.degrees(math.atan2(correction[1, 0], correction[0, 0]))
     shift = np.linalg.norm(canvas_points[:2].mean(0) - CANVAS_TEMPLATE_5[:2].mean(0))
-    if not (LANDMARK_SCALE_RANGE[0] <= scale <= LANDMARK_SCALE_RANGE[1]) or abs(rotation) > MAX_LANDMARK_ROTATION_DEG or shift > MAX_LANDMARK_SHIFT_PX:
+    plausible = LANDMARK_SCALE_RANGE[0] <= scale <= LANDMARK_SCALE_RANGE[1]
+    plausible &= abs(rotation) <= MAX_LANDMARK_ROTATION_DEG and shift <= MAX_LANDMARK_SHIFT_PX
+    if not plausible:
         return None
     return CANVAS_TO_TEMPLATE @ _homogeneous(correction) @ to_canvas
 
@@ -613,6 +625,7 @@ class LandmarkLocator:
         self._lock = threading.Lock()  # dlib objects make no thread-safety promise
 
     def __call__(self, face: np.ndarray) -> np.ndarray | None:
+        face = np.ascontiguousarray(face)  # dlib misreads strided arrays (e.g. a permuted tensor's)
         with self._lock:
             boxes = self._detector(face, 1)
             if not boxes:
@@ -708,7 +721,7 @@ class FaceRestorer:
                 raise RestorationUnavailable(self._failure[1])
             try:
                 forward = self._build_forward()
-            except RestorationUnavailable as error:
+            except _DownloadFailed as error:
                 self._failure = (time.monotonic(), str(error))
                 raise
             self._locator = self._load_locator()
@@ -752,7 +765,9 @@ class FaceRestorer:
         path, pinned = self._locate_checkpoint()
         started = time.monotonic()
         if pinned and sha256_of(path) != CHECKPOINT_SHA256:
-            raise RestorationUnavailable(f"{path} does not match the pinned sha256 of {CHECKPOINT_NAME}; delete it to download it again.")
+            raise RestorationUnavailable(
+                f"{path} does not match the pinned sha256 of {CHECKPOINT_NAME}; delete it to download it again."
+            )
         try:
             network = load_gfpgan(path, self.device)
             # The fast module copies what it rearranges: only it stays alive, not both.
@@ -779,5 +794,8 @@ class FaceRestorer:
             )
         url = self.url or os.environ.get(URL_ENV) or CHECKPOINT_URL
         logger.info("Downloading %s (%.0f MB) from %s to %s.", CHECKPOINT_NAME, CHECKPOINT_BYTES / 1e6, url, cached)
-        # download_checkpoint verified the sha256 while streaming: don't hash 350 MB twice.
-        return download_checkpoint(url, cached), False
+        try:
+            # download_checkpoint verified the sha256 while streaming: don't hash 350 MB twice.
+            return download_checkpoint(url, cached), False
+        except RestorationUnavailable as error:
+            raise _DownloadFailed(str(error)) from None

@@ -336,6 +336,30 @@ def test_served_config_has_analytics_off(app_url):
 
 
 # --------------------------------------------------------------------------------------
+# Weight files
+# --------------------------------------------------------------------------------------
+
+
+def test_weights_with_missing_or_unknown_tensors_are_refused(tmp_path):
+    """A model.safetensors that does not match the architecture must not load half-random.
+
+    (huggingface_hub's mixin loads with strict=False unless told otherwise.)
+    """
+    from safetensors.torch import load_file, save_file
+
+    from sketch2face.errors import ModelLoadError
+    from sketch2face.networks import UNetGenerator
+    from sketch2face.pipeline import load_generator
+
+    UNetGenerator(ngf=8).save_pretrained(tmp_path)
+    tensors = load_file(tmp_path / "model.safetensors")
+    del tensors["to_image.0.weight"]
+    save_file(tensors, tmp_path / "model.safetensors")
+    with pytest.raises(ModelLoadError):
+        load_generator(tmp_path)
+
+
+# --------------------------------------------------------------------------------------
 # Still alive
 # --------------------------------------------------------------------------------------
 

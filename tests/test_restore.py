@@ -157,9 +157,9 @@ def test_paste_back_of_an_untouched_crop_is_the_upscaled_face(generated_face):
     upscaled = cv2.resize(generated_face, (512, 640), interpolation=cv2.INTER_LANCZOS4)
     round_trip = paste_back(generated_face, crop_to_template(generated_face))
     assert round_trip.shape == (640, 512, 3) and round_trip.dtype == np.uint8
-    # The crop is resampled twice (into the template and back): close, not exact, and aligned
-    # to the pixel (an offset of even half a pixel would cost several dB).
-    assert psnr(round_trip, upscaled) > 30
+    # The crop is resampled twice (into the template and back): close, not exact (42.7 dB), and
+    # aligned to the pixel: half a canvas pixel off would give 34.4 dB.
+    assert psnr(round_trip, upscaled) > 40
     np.testing.assert_array_equal(round_trip[:40], upscaled[:40])  # above the template: no blend
 
 
@@ -171,10 +171,12 @@ def test_landmark_alignment_moves_with_the_face_and_rejects_nonsense():
     canonical = CANVAS_TEMPLATE_5  # at 256x320, pixel coordinates are canvas coordinates
     np.testing.assert_allclose(landmarks_to_template(canonical, 320, 256), face_to_template(320, 256), atol=1e-6)
     shifted = canonical + [6.0, -12.0]
-    np.testing.assert_allclose(_apply(landmarks_to_template(shifted, 320, 256), shifted), _apply(face_to_template(320, 256), canonical), atol=1e-6)
+    expected = _apply(face_to_template(320, 256), canonical)
+    np.testing.assert_allclose(_apply(landmarks_to_template(shifted, 320, 256), shifted), expected, atol=1e-6)
     # At 2x the same face is the same framing: landmarks in 2x pixels give the same template points.
     doubled = (canonical + 0.5) * 2 - 0.5
-    np.testing.assert_allclose(_apply(landmarks_to_template(doubled, 640, 512), doubled), _apply(CANVAS_TO_TEMPLATE, canonical), atol=1e-6)
+    expected = _apply(CANVAS_TO_TEMPLATE, canonical)
+    np.testing.assert_allclose(_apply(landmarks_to_template(doubled, 640, 512), doubled), expected, atol=1e-6)
     centre = canonical.mean(0)
     for implausible in (canonical + [0.0, 80.0], (canonical - centre) * 2 + centre, (canonical - centre) * [1, -1] + centre):
         assert landmarks_to_template(implausible, 320, 256) is None
@@ -322,7 +324,8 @@ def test_download_checks_sha256_and_renames_atomically(file_server, tmp_path):
     with pytest.raises(RestorationUnavailable, match="HTTP 404"):
         download_checkpoint(f"{base_url}/missing.pth", destination, expected_sha256=digest, expected_bytes=len(payload))
 
-    assert download_checkpoint(f"{base_url}/weights.pth", destination, expected_sha256=digest, expected_bytes=len(payload)) == destination
+    downloaded = download_checkpoint(f"{base_url}/weights.pth", destination, expected_sha256=digest, expected_bytes=len(payload))
+    assert downloaded == destination
     assert destination.read_bytes() == payload
     assert [path.name for path in destination.parent.iterdir()] == ["weights.pth"]
 
@@ -354,9 +357,13 @@ def test_local_checkpoint_from_the_environment(monkeypatch, small_checkpoint, ge
     monkeypatch.setenv("SKETCH2FACE_GFPGAN_PATH", str(small_checkpoint))
     assert FaceRestorer().restore(generated_face).shape == (640, 512, 3)  # no sha256 pin for a user's file
 
-    monkeypatch.setenv("SKETCH2FACE_GFPGAN_PATH", str(tmp_path / "nowhere.pth"))
+    later = tmp_path / "later.pth"
+    monkeypatch.setenv("SKETCH2FACE_GFPGAN_PATH", str(later))
+    restorer = FaceRestorer()
     with pytest.raises(RestorationUnavailable, match="SKETCH2FACE_GFPGAN_PATH"):
-        FaceRestorer().restore(generated_face)
+        restorer.restore(generated_face)
+    later.write_bytes(small_checkpoint.read_bytes())  # a local problem, once fixed, is not remembered
+    assert restorer.restore(generated_face).shape == (640, 512, 3)
 
 
 class NotWeights:
