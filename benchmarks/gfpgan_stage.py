@@ -167,6 +167,7 @@ def measure(
 
     return {
         "rows": rows,
+        "stage_alignment": restorer.align(face)[1],  # "landmarks" (dlib installed, face found) or "fixed"
         "stage_wall_s": statistics.median(wall for wall, _, _ in stage),
         "stage_cpu_s": statistics.median(cpu for _, cpu, _ in stage),
         "stage_psnr_db": stage_psnr,
@@ -215,11 +216,12 @@ def format_report(result: dict[str, Any]) -> str:
         "| variant | wall s / face | CPU s / face | PSNR vs stock | SSIM vs stock |",
         "|---|---:|---:|---:|---:|",
     ]
-    for row in result["rows"]:
-        lines.append(f"| {row['variant']} | {row['wall_s']:.2f} | {row['cpu_s']:.2f} | {row['psnr_db']:.1f} dB | {row['ssim']:.4f} |")
+    for index, row in enumerate(result["rows"]):
+        fidelity = "reference | reference" if index == 0 else f"{row['psnr_db']:.1f} dB | {row['ssim']:.4f}"
+        lines.append(f"| {row['variant']} | {row['wall_s']:.2f} | {row['cpu_s']:.2f} | {fidelity} |")
     lines.append(
-        f"| whole stage, optimised (align + network + paste back) | {result['stage_wall_s']:.2f} | {result['stage_cpu_s']:.2f} "
-        f"| {result['stage_psnr_db']:.1f} dB | {result['stage_ssim']:.4f} |"
+        f"| whole stage, optimised ({result['stage_alignment']} alignment + network + paste back; vs the same with the stock network) "
+        f"| {result['stage_wall_s']:.2f} | {result['stage_cpu_s']:.2f} | {result['stage_psnr_db']:.1f} dB | {result['stage_ssim']:.4f} |"
     )
     lines.append("")
     lines.append(f"speed-up of the network: {result['speedup_wall']:.2f}x wall, {result['speedup_cpu']:.2f}x CPU time")
