@@ -61,7 +61,7 @@ def load_generator(model: str | os.PathLike | None = None, device: str = "cpu") 
         try:
             # huggingface_hub prints a progress line to stdout; keep stdout for our results.
             with contextlib.redirect_stdout(sys.stderr):
-                generator = UNetGenerator.from_pretrained(path)
+                generator = UNetGenerator.from_pretrained(path, strict=True)  # no half-random layers
         except Exception as error:  # corrupt file, wrong config, ...
             raise ModelLoadError(f"Could not load the generator from {path}: {error}") from None
     elif _looks_like_repo_id(name):
@@ -80,7 +80,7 @@ def _load_from_hub(repo_id: str) -> UNetGenerator:
     os.environ.setdefault("HF_HUB_DOWNLOAD_TIMEOUT", "10")
     try:
         with contextlib.redirect_stdout(sys.stderr):
-            return UNetGenerator.from_pretrained(repo_id)
+            return UNetGenerator.from_pretrained(repo_id, strict=True)
     except LocalEntryNotFoundError:
         reason = "HF_HUB_OFFLINE is set and it is not in the local cache" if constants.HF_HUB_OFFLINE else "the Hub is unreachable (offline?) and it is not in the local cache"
     except Exception as error:  # repo not found, gated, network errors of every kind
