@@ -150,17 +150,21 @@ def run_load(
             started = time.perf_counter()
             try:
                 result = client.predict(handle_file(str(sketch)), False, api_name="/generate")
-            except Exception as error:  # recorded, the load goes on
+                elapsed = time.perf_counter() - started
+                got = _pixels(result)
+            except Exception as error:  # recorded (a broken download too), the load goes on
                 with lock:
                     report.errors.append(f"client {index} request {number}: {type(error).__name__}: {error}")
                 continue
-            elapsed = time.perf_counter() - started
-            got = _pixels(result)
             want = expected[sketch]
             with lock:
                 report.latencies_s.append(elapsed)
-                if got.shape != want.shape or np.abs(got - want).max() > 1:
-                    report.mismatches.append(f"client {index} request {number}: wrong face for {sketch.name}")
+                if got.shape != want.shape:
+                    report.mismatches.append(f"client {index} request {number}: {sketch.name}: size {got.shape} != {want.shape}")
+                elif np.abs(got - want).max() > 1:
+                    report.mismatches.append(
+                        f"client {index} request {number}: {sketch.name}: max diff {np.abs(got - want).max()}"
+                    )
 
     sampler = RssSampler(server_pid) if server_pid else None
     if sampler:

@@ -222,10 +222,12 @@ def _load_test_module():
     return module
 
 
-def raw_http_round_trip(http, url: str, fn_index: int, sketch: Path) -> bytes:
+def raw_http_round_trip(http, url: str, fn_index: int, sketch: Path) -> tuple[dict, bytes]:
     """The /generate call gradio_client makes, over one kept-alive httpx.Client: upload,
     queue/join, read the event stream to completion, download the result. Separates the
-    server's share of the round trip from gradio_client's own overhead."""
+    server's share of the round trip from gradio_client's own overhead.
+
+    Returns the result's file record (server path, url) and its bytes."""
     import json
     import uuid
 
@@ -246,13 +248,13 @@ def raw_http_round_trip(http, url: str, fn_index: int, sketch: Path) -> bytes:
             if message.get("msg") == "process_completed":
                 if not message.get("success", True):
                     raise RuntimeError(f"the app failed: {message.get('output')}")
-                result_url = message["output"]["data"][0]["url"]
+                result_record = message["output"]["data"][0]
                 break
         else:
             raise RuntimeError("the event stream ended without a result")
-    result = http.get(result_url)
+    result = http.get(result_record["url"])
     result.raise_for_status()
-    return result.content
+    return result_record, result.content
 
 
 def measure_app(round_trips: int, clients: int, requests_per_client: int, threads: int) -> dict:

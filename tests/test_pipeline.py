@@ -10,20 +10,9 @@ import pytest
 from PIL import Image, ImageDraw
 
 from sketch2face import GenerationResult, InputError, Sketch2Face, preprocess
+from .drawings import drawing
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-
-
-def drawing(size=(300, 400), width=3) -> Image.Image:
-    image = Image.new("L", size, 255)
-    w, h = size
-    draw = ImageDraw.Draw(image)
-    draw.ellipse((w * 0.2, h * 0.1, w * 0.8, h * 0.85), outline=0, width=width)
-    draw.ellipse((w * 0.33, h * 0.4, w * 0.45, h * 0.46), outline=0, width=width)
-    draw.ellipse((w * 0.55, h * 0.4, w * 0.67, h * 0.46), outline=0, width=width)
-    draw.line([(w * 0.5, h * 0.47), (w * 0.46, h * 0.6), (w * 0.54, h * 0.61)], fill=0, width=width)
-    draw.arc((w * 0.37, h * 0.62, w * 0.63, h * 0.74), 20, 160, fill=0, width=width)
-    return image
 
 
 def test_call_returns_an_rgb_image_in_the_input_frame(tiny_pipeline):

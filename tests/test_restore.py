@@ -34,6 +34,8 @@ from sketch2face.restore import (
     stock_forward,
 )
 
+from .drawings import drawing
+
 SMALL_CONFIG = {
     "out_size": 512,
     "num_style_feat": 64,
@@ -48,21 +50,6 @@ SMALL_CONFIG = {
 }
 # GFPGAN v1.4's own configuration (the released checkpoint).
 V14_CONFIG = dict(SMALL_CONFIG, num_style_feat=512, num_mlp=8, narrow=1)
-
-
-def drawing(size=(300, 400), width=3):
-    """A simple face doodle (head, eyes, nose, mouth), drawn here."""
-    from PIL import Image, ImageDraw
-
-    image = Image.new("L", size, 255)
-    w, h = size
-    pen = ImageDraw.Draw(image)
-    pen.ellipse((w * 0.2, h * 0.1, w * 0.8, h * 0.85), outline=0, width=width)
-    pen.ellipse((w * 0.33, h * 0.4, w * 0.45, h * 0.46), outline=0, width=width)
-    pen.ellipse((w * 0.55, h * 0.4, w * 0.67, h * 0.46), outline=0, width=width)
-    pen.line([(w * 0.5, h * 0.47), (w * 0.46, h * 0.6), (w * 0.54, h * 0.61)], fill=0, width=width)
-    pen.arc((w * 0.37, h * 0.62, w * 0.63, h * 0.74), 20, 160, fill=0, width=width)
-    return image
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
