@@ -22,6 +22,8 @@ import base64  # noqa: E402
 import binascii  # noqa: E402
 import logging  # noqa: E402
 import sys  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
@@ -129,6 +131,35 @@ def example_paths() -> list[str]:
     return sorted(str(path) for path in EXAMPLES_DIR.glob("*.png"))
 
 
+RESULTS_DIR = Path(tempfile.gettempdir()) / "sketch2face-results"
+RESULT_LIFETIME_S = 600  # Gradio copies a result into its cache as soon as the handler returns
+
+
+def save_result(image: Image.Image) -> str:
+    """Write the face to a new PNG file and return its path.
+
+    Returning a path, not a PIL image, matters under load: Gradio caches a PIL result under a
+    hash of its bytes and rewrites that file in place, so two visitors with the same sketch
+    could download a truncated file. A path is copied and renamed into the cache instead.
+    """
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    handle, path = tempfile.mkstemp(suffix=".png", dir=RESULTS_DIR)
+    with os.fdopen(handle, "wb") as file:
+        image.save(file, format="PNG", compress_level=1)
+    _prune_old_results()
+    return path
+
+
+def _prune_old_results() -> None:
+    deadline = time.time() - RESULT_LIFETIME_S
+    for old in RESULTS_DIR.glob("*.png"):
+        try:
+            if old.stat().st_mtime < deadline:
+                old.unlink()
+        except FileNotFoundError:  # another request pruned it first
+            pass
+
+
 def make_generate_functions(pipeline):
     """Event handlers bound to one pipeline; every Sketch2FaceError becomes a gr.Error."""
 
@@ -146,7 +177,7 @@ def make_generate_functions(pipeline):
                 gr.Warning(note)
             else:
                 gr.Info(note)
-        return result.image
+        return save_result(result.image)
 
     def generate(image: Any, enhance: bool):
         try:

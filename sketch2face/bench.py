@@ -14,8 +14,8 @@ Measured, each a median over repeated runs, ratios within the same run:
 6. the app process's peak RSS over 4-5, and this process's;
 7. the GFPGAN stage (benchmarks/gfpgan_stage.py), when present.
 
-Options: ``--quick`` (fewer repeats), ``--threads N`` (torch threads here and in the app),
-``--skip-app`` (only 1-3).
+Options: ``--quick`` (fewer repeats), ``--threads N`` (torch threads here and in the cold-start
+runs; app.py sets its own), ``--skip-app`` (only 1-3).
 """
 
 from __future__ import annotations
@@ -409,7 +409,10 @@ def report(results: dict, args: argparse.Namespace) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m sketch2face.bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer repeats (a smoke test, not numbers to quote)")
-    parser.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 2), help="torch threads (the app uses 2)")
+    parser.add_argument(
+        "--threads", type=int, default=min(2, os.cpu_count() or 2),
+        help="torch threads here and in the cold-start runs (app.py always sets its own: 2)",
+    )
     parser.add_argument("--skip-app", action="store_true", help="skip the app round trip, load and GFPGAN measurements")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
