@@ -163,9 +163,9 @@ def _prune_old_results() -> None:
 def make_generate_functions(pipeline):
     """Event handlers bound to one pipeline; every Sketch2FaceError becomes a gr.Error."""
 
-    def run(source: Any, enhance: bool):
+    def run(to_source, value: Any, enhance: bool):
         try:
-            result = pipeline.generate(source, enhance=bool(enhance))
+            result = pipeline.generate(to_source(value), enhance=bool(enhance))
         except Sketch2FaceError as error:
             raise gr.Error(str(error), print_exception=False) from None
         except Exception:
@@ -180,18 +180,10 @@ def make_generate_functions(pipeline):
         return save_result(result.image)
 
     def generate(image: Any, enhance: bool):
-        try:
-            source = upload_source(image)
-        except InputError as error:
-            raise gr.Error(str(error), print_exception=False) from None
-        return run(source, enhance)
+        return run(upload_source, image, enhance)
 
     def generate_drawing(drawing: Any, enhance: bool):
-        try:
-            source = drawing_source(drawing)
-        except InputError as error:
-            raise gr.Error(str(error), print_exception=False) from None
-        return run(source, enhance)
+        return run(drawing_source, drawing, enhance)
 
     return generate, generate_drawing
 

@@ -100,7 +100,7 @@ def generate_all(model: Sketch2Face, pairs: list[Pair], size: tuple[int, int] | 
     outputs = []
     for pair in pairs:
         image = np.asarray(model(pair.sketch))
-        target = size or (pair.photo.shape[1], pair.photo.shape[0]) if pair.photo is not None else None
+        target = size or (pair.photo.shape[1::-1] if pair.photo is not None else None)
         if target is not None and image.shape[1::-1] != tuple(target):
             image = cv2.resize(image, target, interpolation=cv2.INTER_AREA)
         outputs.append(image)
