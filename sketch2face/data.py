@@ -200,19 +200,32 @@ def _augment(sketch: np.ndarray, photo: np.ndarray, rng: np.random.Generator) ->
 class SketchPhotoDataset(Dataset):
     """Draws a fresh style and augmentation every time an item is read."""
 
-    def __init__(self, records: list[FaceRecord], seed: int = 0, augment: bool = True):
+    def __init__(self, records: list[FaceRecord], seed: int = 0, augment: bool = True,
+                 artist_weight: float | None = None, cufs_repeats: int = 1):
+        """artist_weight: how often a CUFS item keeps its artist sketch (default CUFS_STYLE_WEIGHTS);
+        cufs_repeats: how many times each CUFS item appears per epoch (the benchmark's style)."""
         if not records:
             raise ValueError("no training records: is the data folder right?")
-        self.records = records
+        if cufs_repeats < 1:
+            raise ValueError("cufs_repeats must be at least 1")
+        self.records = [repeat for record in records
+                        for repeat in [record] * (cufs_repeats if record.sketch is not None else 1)]
         self.seed = seed
         self.augment = augment
+        self.cufs_weights = dict(CUFS_STYLE_WEIGHTS)
+        if artist_weight is not None:
+            if not 0.0 <= artist_weight <= 1.0:
+                raise ValueError("artist_weight must be in [0, 1]")
+            synthetic = 1.0 - CUFS_STYLE_WEIGHTS["artist"]
+            self.cufs_weights = {name: (artist_weight if name == "artist" else weight * (1.0 - artist_weight) / synthetic)
+                                 for name, weight in CUFS_STYLE_WEIGHTS.items()}
         self._calls = 0
 
     def __len__(self) -> int:
         return len(self.records)
 
     def style_for(self, record: FaceRecord, rng: np.random.Generator) -> str:
-        weights = CUFS_STYLE_WEIGHTS if record.sketch is not None else PHOTO_STYLE_WEIGHTS
+        weights = self.cufs_weights if record.sketch is not None else PHOTO_STYLE_WEIGHTS
         names = list(weights)
         probabilities = np.array([weights[name] for name in names])
         return str(rng.choice(names, p=probabilities / probabilities.sum()))

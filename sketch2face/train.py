@@ -2,6 +2,7 @@
 
     python -m sketch2face.train --out runs/main              # the full configuration
     python -m sketch2face.train --out runs/main --resume     # carry on from the last checkpoint
+    python -m sketch2face.train --out runs/tune --init-from runs/main/checkpoint.pt ...  # fine-tune
     python -m sketch2face.train --quick --out /tmp/smoke     # seconds: the smoke test config
     accelerate launch -m sketch2face.train --device cuda ... # one or many GPUs
 
@@ -40,6 +41,8 @@ class TrainConfig:
     seed: int = 0
     record_limit: int | None = None  # per source; None = all training photos
     with_landmarks: bool = True
+    artist_weight: float = 0.4  # how often a CUFS pair keeps its artist sketch (else a synthetic style)
+    cufs_repeats: int = 1  # CUFS pairs per epoch, relative to the other photos
     checkpoint_every: int = 200  # steps
     log_every: int = 10
 
@@ -134,6 +137,16 @@ class Pix2PixTrainer:
         self.optimizer_d.load_state_dict(state["optimizer_d"])
         self.step, self.epoch = state["step"], state["epoch"]
 
+    def init_from(self, path: Path) -> None:
+        """Start from another run's networks (fine-tuning): fresh optimisers, step 0."""
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        saved = state["config"]
+        for name in ("ngf", "ndf", "num_downs"):
+            if saved[name] != getattr(self.config, name):
+                raise SystemExit(f"--init-from {path}: it has {name}={saved[name]}, this config has {getattr(self.config, name)}")
+        self.accelerator.unwrap_model(self.generator).load_state_dict(state["generator"])
+        self.accelerator.unwrap_model(self.discriminator).load_state_dict(state["discriminator"])
+
     def export_generator(self, directory: Path) -> None:
         """config.json + model.safetensors, loadable with UNetGenerator.from_pretrained."""
         generator = self.accelerator.unwrap_model(self.generator)
@@ -142,7 +155,7 @@ class Pix2PixTrainer:
 
 
 def train(config: TrainConfig, out_dir: Path, data_root: Path | None = None, resume: bool = False,
-          device: str = "auto", max_minutes: float | None = None) -> dict:
+          device: str = "auto", max_minutes: float | None = None, init_from: Path | None = None) -> dict:
     accelerator = Accelerator(cpu=device == "cpu")
     if device == "cuda" and accelerator.device.type != "cuda":
         raise SystemExit("--device cuda was asked for, but no CUDA device is available")
@@ -152,14 +165,19 @@ def train(config: TrainConfig, out_dir: Path, data_root: Path | None = None, res
     log_path = out_dir / "log.jsonl"
 
     records = data.build_training_records(data_root, limit=config.record_limit, with_landmarks=config.with_landmarks)
-    dataset = data.SketchPhotoDataset(records, seed=config.seed)
+    dataset = data.SketchPhotoDataset(records, seed=config.seed, artist_weight=config.artist_weight,
+                                      cufs_repeats=config.cufs_repeats)
     loader = DataLoader(dataset, batch_size=config.batch_size, shuffle=True, drop_last=True, num_workers=0)
     trainer = Pix2PixTrainer(config, accelerator)
     loader = accelerator.prepare(loader)
     if resume and checkpoint_path.exists():
         trainer.load_checkpoint(checkpoint_path)
         accelerator.print(f"resumed from {checkpoint_path} at epoch {trainer.epoch}, step {trainer.step}")
-    (out_dir / "train_config.json").write_text(json.dumps(asdict(config), indent=2))
+    elif init_from is not None:
+        trainer.init_from(init_from)
+        accelerator.print(f"initialised the networks from {init_from}")
+    provenance = {**asdict(config), "init_from": str(init_from) if init_from else None}
+    (out_dir / "train_config.json").write_text(json.dumps(provenance, indent=2))
 
     steps_per_epoch = len(loader)
     total_steps = steps_per_epoch * config.epochs
@@ -200,7 +218,8 @@ def train(config: TrainConfig, out_dir: Path, data_root: Path | None = None, res
     trainer.export_generator(out_dir / "generator")
     summary = {"steps": trainer.step, "epochs": trainer.epoch, "records": len(records),
                "seconds": round(time.monotonic() - started, 1), "stopped_early": stopped_early,
-               "final_losses": losses, "device": str(accelerator.device)}
+               "final_losses": losses, "device": str(accelerator.device),
+               "init_from": str(init_from) if init_from else None}
     if accelerator.is_main_process:
         (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
@@ -221,6 +240,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--data-root", type=Path, default=None, help="default: $SKETCH2FACE_DATA or ../shared/data")
     parser.add_argument("--quick", action="store_true", help="tiny smoke configuration (seconds on a CPU)")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt if it exists")
+    parser.add_argument("--init-from", type=Path, default=None, help="fine-tune: start from this checkpoint.pt's networks")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     parser.add_argument("--max-minutes", type=float, default=None, help="time budget: the LR schedule is compressed to finish within it")
     for field in fields(TrainConfig):
@@ -241,7 +261,8 @@ def main(argv: list[str] | None = None) -> None:
         value = getattr(args, field.name)
         if value is not None:
             setattr(config, field.name, value)
-    summary = train(config, args.out, args.data_root, resume=args.resume, device=args.device, max_minutes=args.max_minutes)
+    summary = train(config, args.out, args.data_root, resume=args.resume, device=args.device,
+                    max_minutes=args.max_minutes, init_from=args.init_from)
     print(json.dumps(summary, indent=2))
     if math.isnan(summary["final_losses"].get("G_L1", 0.0)):
         raise SystemExit("training diverged (NaN loss)")

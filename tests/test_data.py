@@ -96,3 +96,22 @@ def test_real_training_set_sizes():
     assert sum(r.name.startswith("cufs/train") for r in records) == 88
     assert sum(r.name.startswith("faces/") for r in records) == 212
     assert all(r.photo.shape == (320, 256, 3) for r in records)
+
+
+def test_cufs_repeats_and_artist_weight_set_the_style_mix():
+    photo = synthetic_face()
+    cufs = FaceRecord("cufs/train/x", photo, sketch=cv2.cvtColor(photo, cv2.COLOR_RGB2GRAY) / 255.0)
+    other = FaceRecord("faces/y", photo)
+    dataset = SketchPhotoDataset([cufs, other], cufs_repeats=3, artist_weight=0.9)
+    assert [record.name for record in dataset.records] == ["cufs/train/x"] * 3 + ["faces/y"]
+    assert abs(sum(dataset.cufs_weights.values()) - 1.0) < 1e-9
+    rng = np.random.default_rng(0)
+    drawn = [dataset.style_for(cufs, rng) for _ in range(2000)]
+    assert 0.87 < drawn.count("artist") / len(drawn) < 0.93
+    assert "artist" not in {dataset.style_for(other, rng) for _ in range(200)}  # photos have no artist sketch
+    # The default leaves the documented mix untouched.
+    assert SketchPhotoDataset([cufs]).cufs_weights == data.CUFS_STYLE_WEIGHTS
+    with pytest.raises(ValueError):
+        SketchPhotoDataset([cufs], artist_weight=1.5)
+    with pytest.raises(ValueError):
+        SketchPhotoDataset([cufs], cufs_repeats=0)

@@ -72,3 +72,32 @@ def test_train_cli_quick_runs_saves_and_resumes(tmp_path, tiny_data_root):  # no
     assert again.returncode == 0, again.stderr[-2000:]
     assert "resumed from" in again.stdout
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["steps"] == 4
+
+
+def test_train_cli_fine_tunes_from_another_run(tmp_path, tiny_data_root):  # noqa: F811
+    base = [sys.executable, "-m", "sketch2face.train", "--quick", "--data-root", str(tiny_data_root),
+            "--with-landmarks", "false"]
+    first = subprocess.run(base + ["--out", str(tmp_path / "base")], capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stderr[-2000:]
+    start = torch.load(tmp_path / "base" / "checkpoint.pt", weights_only=True)["generator"]
+
+    tune = base + ["--out", str(tmp_path / "tune"), "--init-from", str(tmp_path / "base" / "checkpoint.pt"),
+                   "--artist-weight", "1.0", "--cufs-repeats", "2"]
+    second = subprocess.run(tune, capture_output=True, text=True, timeout=300)
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert "initialised the networks from" in second.stdout
+    summary = json.loads((tmp_path / "tune" / "summary.json").read_text())
+    assert summary["steps"] == 4  # step 0 again; 2 CUFS x 2 repeats + 1 photo = 5 items, batch 2 -> 2 per epoch
+    saved = json.loads((tmp_path / "tune" / "train_config.json").read_text())
+    assert saved["init_from"].endswith("checkpoint.pt") and saved["cufs_repeats"] == 2
+    tuned = torch.load(tmp_path / "tune" / "checkpoint.pt", weights_only=True)["generator"]
+    assert any(not torch.equal(start[name], tuned[name]) for name in start)  # it trained on from there
+
+    # With no epochs to run, the saved networks are exactly the ones it started from.
+    zero = subprocess.run(tune + ["--epochs", "0", "--out", str(tmp_path / "zero")], capture_output=True, text=True, timeout=300)
+    assert zero.returncode == 0, zero.stderr[-2000:]
+    copied = torch.load(tmp_path / "zero" / "checkpoint.pt", weights_only=True)["generator"]
+    assert all(torch.equal(start[name], copied[name]) for name in start)
+
+    wrong = subprocess.run(tune[:-4] + ["--ngf", "4", "--out", str(tmp_path / "bad")], capture_output=True, text=True, timeout=300)
+    assert wrong.returncode != 0 and "ngf=8" in wrong.stderr
