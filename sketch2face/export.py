@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 
 from .networks import UNetGenerator, count_parameters
+from .train import TrainConfig
 
 
 def generator_from_checkpoint(checkpoint: Path) -> tuple[UNetGenerator, dict]:
@@ -31,7 +32,56 @@ def generator_from_checkpoint(checkpoint: Path) -> tuple[UNetGenerator, dict]:
     return generator.eval(), state
 
 
-def model_card(generator: UNetGenerator, train_state: dict, metrics: dict | None) -> str:
+def training_stages(checkpoint: Path) -> list[dict]:
+    """The runs that made a checkpoint, oldest first. A fine-tune names its parent run's checkpoint
+    as ``init_from`` in its train_config.json; the chain is followed while those files exist."""
+    stages: list[dict] = []
+    seen: set[Path] = set()
+    current: Path | None = checkpoint
+    while current is not None and current.exists() and current.resolve() not in seen:
+        seen.add(current.resolve())
+        state = torch.load(current, map_location="cpu", weights_only=True)
+        run_dir = current.parent
+        provenance = json.loads((run_dir / "train_config.json").read_text()) if (run_dir / "train_config.json").exists() else {}
+        summary = json.loads((run_dir / "summary.json").read_text()) if (run_dir / "summary.json").exists() else {}
+        parent = provenance.get("init_from")
+        stages.insert(0, {"run": run_dir.as_posix(), "steps": state["step"], "epochs": state["epoch"],
+                          "config": state["config"], "init_from": parent, "max_minutes": provenance.get("max_minutes"),
+                          "seconds": summary.get("seconds"),
+                          "device": summary.get("device")})
+        current = Path(parent) if parent else None
+    return stages
+
+
+def train_command(stage: dict) -> str:
+    """The CLI call that reproduces a stage: only the settings that differ from TrainConfig's defaults."""
+    defaults = TrainConfig().__dict__
+    flags = [f"--out {stage['run']}"]
+    if stage["init_from"]:
+        flags.append(f"--init-from {stage['init_from']}")
+    if stage.get("max_minutes"):
+        flags.append(f"--max-minutes {stage['max_minutes']:g}")
+    for name, value in stage["config"].items():
+        if name in defaults and value != defaults[name]:
+            flags.append(f"--{name.replace('_', '-')} {str(value).lower() if isinstance(value, bool) else value}")
+    return "python -m sketch2face.train " + " ".join(flags)
+
+
+def describe_stages(stages: list[dict]) -> list[str]:
+    lines = []
+    for number, stage in enumerate(stages, 1):
+        config = stage["config"]
+        took = f", {stage['seconds'] / 60:.0f} min on {stage['device']}" if stage.get("seconds") else ""
+        start = "fine-tuned from the stage before" if stage["init_from"] else "from scratch"
+        lines += [
+            f"- Stage {number}, {start}: {stage['steps']} steps of batch {config['batch_size']}{took}; CUFS pairs keep",
+            f"  their artist sketch {config.get('artist_weight', 0.4):.0%} of the time and appear "
+            f"{config.get('cufs_repeats', 1)}x per epoch. `{train_command(stage)}`",
+        ]
+    return lines
+
+
+def model_card(generator: UNetGenerator, train_state: dict, metrics: dict | None, stages: list[dict] | None = None) -> str:
     config = train_state["config"]
     parameters = count_parameters(generator)
     lines = [
@@ -53,10 +103,10 @@ def model_card(generator: UNetGenerator, train_state: dict, metrics: dict | None
         f"{parameters / 1e6:.1f}M parameters, fp32 safetensors.",
         "- Input: a 1-channel sketch, 256 wide x 320 tall, in [-1, 1] (white paper = 1), framed by",
         "  `sketch2face.preprocess.normalise`. Output: RGB in [-1, 1] at the same size.",
-        f"- Training: {train_state['step']} steps of batch {config['batch_size']} "
-        f"({train_state['epoch']} epochs counted), Adam lr {config['lr']} (beta1 {config['beta1']}),",
-        "  constant then linear decay to 0, discriminator ndf="
-        f"{config['ndf']}. Code: `python -m sketch2face.train` with the defaults in `TrainConfig`.",
+        f"- Training: Adam lr {config['lr']} (beta1 {config['beta1']}), constant then linear decay to 0 in each",
+        f"  stage, discriminator ndf={config['ndf']}, lambda_L1={config['lambda_l1']:g}.",
+        *(describe_stages(stages) if stages else [
+            f"- {train_state['step']} steps of batch {config['batch_size']} ({train_state['epoch']} epochs counted)."]),
         "",
         "## Training data",
         "- CUHK Face Sketch (CUFS) student subset, train split: 88 photo/artist-sketch pairs (research use).",
@@ -115,7 +165,7 @@ def export(checkpoint: Path, out_dir: Path, metrics_path: Path | None = None) ->
     generator, state = generator_from_checkpoint(checkpoint)
     metrics = json.loads(metrics_path.read_text()) if metrics_path else None
     generator.save_pretrained(out_dir)
-    (out_dir / "README.md").write_text(model_card(generator, state, metrics))
+    (out_dir / "README.md").write_text(model_card(generator, state, metrics, training_stages(checkpoint)))
     return out_dir
 
 

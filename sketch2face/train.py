@@ -176,7 +176,7 @@ def train(config: TrainConfig, out_dir: Path, data_root: Path | None = None, res
     elif init_from is not None:
         trainer.init_from(init_from)
         accelerator.print(f"initialised the networks from {init_from}")
-    provenance = {**asdict(config), "init_from": str(init_from) if init_from else None}
+    provenance = {**asdict(config), "init_from": str(init_from) if init_from else None, "max_minutes": max_minutes}
     (out_dir / "train_config.json").write_text(json.dumps(provenance, indent=2))
 
     steps_per_epoch = len(loader)

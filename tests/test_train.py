@@ -99,5 +99,11 @@ def test_train_cli_fine_tunes_from_another_run(tmp_path, tiny_data_root):  # noq
     copied = torch.load(tmp_path / "zero" / "checkpoint.pt", weights_only=True)["generator"]
     assert all(torch.equal(start[name], copied[name]) for name in start)
 
+    # The model card of the fine-tuned export lists both stages and how to rerun each.
+    from sketch2face.export import export
+    card = (export(tmp_path / "tune" / "checkpoint.pt", tmp_path / "card") / "README.md").read_text()
+    assert "Stage 1, from scratch" in card and "Stage 2, fine-tuned from the stage before" in card
+    assert f"--init-from {tmp_path / 'base' / 'checkpoint.pt'}" in card and "--cufs-repeats 2" in card
+
     wrong = subprocess.run(tune[:-4] + ["--ngf", "4", "--out", str(tmp_path / "bad")], capture_output=True, text=True, timeout=300)
     assert wrong.returncode != 0 and "ngf=8" in wrong.stderr
