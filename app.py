@@ -133,6 +133,8 @@ def example_paths() -> list[str]:
 
 RESULTS_DIR = Path(tempfile.gettempdir()) / "sketch2face-results"
 RESULT_LIFETIME_S = 600  # Gradio copies a result into its cache as soon as the handler returns
+PRUNE_EVERY_S = 60  # a scan of the folder per request would cost more as the load grows
+_next_prune = 0.0
 
 
 def save_result(image: Image.Image) -> str:
@@ -151,6 +153,10 @@ def save_result(image: Image.Image) -> str:
 
 
 def _prune_old_results() -> None:
+    global _next_prune
+    if time.monotonic() < _next_prune:
+        return
+    _next_prune = time.monotonic() + PRUNE_EVERY_S
     deadline = time.time() - RESULT_LIFETIME_S
     for old in RESULTS_DIR.glob("*.png"):
         try:

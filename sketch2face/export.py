@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
 
+from .data import CUFS_STYLE_WEIGHTS
 from .networks import UNetGenerator, count_parameters
 from .train import TrainConfig
 
@@ -32,6 +34,10 @@ def generator_from_checkpoint(checkpoint: Path) -> tuple[UNetGenerator, dict]:
     return generator.eval(), state
 
 
+def _read_json(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
 def training_stages(checkpoint: Path) -> list[dict]:
     """The runs that made a checkpoint, oldest first. A fine-tune names its parent run's checkpoint
     as ``init_from`` in its train_config.json; the chain is followed while those files exist."""
@@ -42,20 +48,19 @@ def training_stages(checkpoint: Path) -> list[dict]:
         seen.add(current.resolve())
         state = torch.load(current, map_location="cpu", weights_only=True)
         run_dir = current.parent
-        provenance = json.loads((run_dir / "train_config.json").read_text()) if (run_dir / "train_config.json").exists() else {}
-        summary = json.loads((run_dir / "summary.json").read_text()) if (run_dir / "summary.json").exists() else {}
+        provenance = _read_json(run_dir / "train_config.json")
+        summary = _read_json(run_dir / "summary.json")
         parent = provenance.get("init_from")
         stages.insert(0, {"run": run_dir.as_posix(), "steps": state["step"], "epochs": state["epoch"],
                           "config": state["config"], "init_from": parent, "max_minutes": provenance.get("max_minutes"),
-                          "seconds": summary.get("seconds"),
-                          "device": summary.get("device")})
+                          "seconds": summary.get("seconds"), "device": summary.get("device")})
         current = Path(parent) if parent else None
     return stages
 
 
 def train_command(stage: dict) -> str:
     """The CLI call that reproduces a stage: only the settings that differ from TrainConfig's defaults."""
-    defaults = TrainConfig().__dict__
+    defaults = asdict(TrainConfig())
     flags = [f"--out {stage['run']}"]
     if stage["init_from"]:
         flags.append(f"--init-from {stage['init_from']}")
@@ -75,7 +80,7 @@ def describe_stages(stages: list[dict]) -> list[str]:
         start = "fine-tuned from the stage before" if stage["init_from"] else "from scratch"
         lines += [
             f"- Stage {number}, {start}: {stage['steps']} steps of batch {config['batch_size']}{took}; CUFS pairs keep",
-            f"  their artist sketch {config.get('artist_weight', 0.4):.0%} of the time and appear "
+            f"  their artist sketch {config.get('artist_weight', CUFS_STYLE_WEIGHTS['artist']):.0%} of the time and appear "
             f"{config.get('cufs_repeats', 1)}x per epoch. `{train_command(stage)}`",
         ]
     return lines

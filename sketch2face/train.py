@@ -41,7 +41,7 @@ class TrainConfig:
     seed: int = 0
     record_limit: int | None = None  # per source; None = all training photos
     with_landmarks: bool = True
-    artist_weight: float = 0.4  # how often a CUFS pair keeps its artist sketch (else a synthetic style)
+    artist_weight: float = data.CUFS_STYLE_WEIGHTS["artist"]  # how often a CUFS pair keeps its artist sketch
     cufs_repeats: int = 1  # CUFS pairs per epoch, relative to the other photos
     checkpoint_every: int = 200  # steps
     log_every: int = 10
@@ -129,23 +129,25 @@ class Pix2PixTrainer:
             torch.save(state, temporary)
             temporary.replace(path)  # never leave a half-written checkpoint behind
 
-    def load_checkpoint(self, path: Path) -> None:
+    def _load_networks(self, path: Path) -> dict:
         state = torch.load(path, map_location="cpu", weights_only=True)
         self.accelerator.unwrap_model(self.generator).load_state_dict(state["generator"])
         self.accelerator.unwrap_model(self.discriminator).load_state_dict(state["discriminator"])
+        return state
+
+    def load_checkpoint(self, path: Path) -> None:
+        state = self._load_networks(path)
         self.optimizer_g.load_state_dict(state["optimizer_g"])
         self.optimizer_d.load_state_dict(state["optimizer_d"])
         self.step, self.epoch = state["step"], state["epoch"]
 
     def init_from(self, path: Path) -> None:
         """Start from another run's networks (fine-tuning): fresh optimisers, step 0."""
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        saved = state["config"]
+        saved = torch.load(path, map_location="cpu", weights_only=True)["config"]
         for name in ("ngf", "ndf", "num_downs"):
             if saved[name] != getattr(self.config, name):
                 raise SystemExit(f"--init-from {path}: it has {name}={saved[name]}, this config has {getattr(self.config, name)}")
-        self.accelerator.unwrap_model(self.generator).load_state_dict(state["generator"])
-        self.accelerator.unwrap_model(self.discriminator).load_state_dict(state["discriminator"])
+        self._load_networks(path)
 
     def export_generator(self, directory: Path) -> None:
         """config.json + model.safetensors, loadable with UNetGenerator.from_pretrained."""
