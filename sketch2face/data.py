@@ -17,6 +17,7 @@ import importlib.util
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import cv2
 import numpy as np
@@ -165,22 +166,42 @@ def to_tensor(image: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(image.astype(np.float32) / 127.5 - 1.0).permute(2, 0, 1).contiguous()
 
 
-def make_training_pair(
-    record: FaceRecord, style: str, rng: np.random.Generator, augment: bool = True
-) -> tuple[np.ndarray, np.ndarray]:
-    """One (sketch canvas, photo canvas) pair through the serving preprocessing."""
-    photo = record.photo
+FACE_MARGIN_PX = 6  # skin just outside the landmarks: dlib's identity crop sees it too
+
+
+def face_mask(landmarks: np.ndarray | None, shape: tuple[int, int]) -> np.ndarray:
+    """float32 (H, W): 1 on the inner face (hull of the 68 landmarks, brows to chin), else 0."""
+    mask = np.zeros(shape, np.uint8)
+    if landmarks is not None:
+        cv2.fillConvexPoly(mask, cv2.convexHull(np.round(landmarks).astype(np.int32)), 1)
+        size = 2 * FACE_MARGIN_PX + 1
+        mask = cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size)))
+    return mask.astype(np.float32)
+
+
+class TrainingPair(NamedTuple):
+    sketch: np.ndarray  # float32 (H, W) canvas, 1 = paper
+    photo: np.ndarray  # uint8 (H, W, 3) RGB, pixel-aligned with the sketch
+    face_mask: np.ndarray  # float32 (H, W), see face_mask(); all 0 without landmarks
+
+
+def make_training_pair(record: FaceRecord, style: str, rng: np.random.Generator, augment: bool = True) -> TrainingPair:
+    """One (sketch, photo, face mask) triple through the serving preprocessing."""
     if style == "artist":
         sketch = record.sketch
     else:
-        sketch = styles.make_sketch(style, photo, rng, record.landmarks)
+        sketch = styles.make_sketch(style, record.photo, rng, record.landmarks)
+    # The mask rides along as a fourth photo channel, so it gets exactly the photo's geometry.
+    mask = np.rint(face_mask(record.landmarks, record.photo.shape[:2]) * 255).astype(np.uint8)
+    photo = np.dstack([record.photo, mask])
     if augment:
         sketch, photo = _augment(sketch, photo, rng)
     try:
         normalised = preprocess.normalise(sketch.astype(np.float32))
+        sketch, photo = normalised.canvas, preprocess.warp_to_canvas(photo, normalised.to_canvas)
     except InputError:  # a style that erased nearly everything: keep the plain framing
-        return sketch.astype(np.float32), photo
-    return normalised.canvas, preprocess.warp_to_canvas(photo, normalised.to_canvas)
+        sketch = sketch.astype(np.float32)
+    return TrainingPair(sketch, np.ascontiguousarray(photo[..., :3]), photo[..., 3].astype(np.float32) / 255.0)
 
 
 def _augment(sketch: np.ndarray, photo: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -234,8 +255,9 @@ class SketchPhotoDataset(Dataset):
         self._calls += 1
         rng = np.random.default_rng([self.seed, index, self._calls])
         record = self.records[index]
-        sketch, photo = make_training_pair(record, self.style_for(record, rng), rng, self.augment)
-        return {"sketch": to_tensor(sketch), "photo": to_tensor(photo)}
+        pair = make_training_pair(record, self.style_for(record, rng), rng, self.augment)
+        return {"sketch": to_tensor(pair.sketch), "photo": to_tensor(pair.photo),
+                "face_mask": torch.from_numpy(pair.face_mask)[None]}
 
 
 def build_training_records(root: Path | None = None, limit: int | None = None, with_landmarks: bool = True) -> list[FaceRecord]:

@@ -81,7 +81,9 @@ def describe_stages(stages: list[dict]) -> list[str]:
         lines += [
             f"- Stage {number}, {start}: {stage['steps']} steps of batch {config['batch_size']}{took}; CUFS pairs keep",
             f"  their artist sketch {config.get('artist_weight', CUFS_STYLE_WEIGHTS['artist']):.0%} of the time and appear "
-            f"{config.get('cufs_repeats', 1)}x per epoch. `{train_command(stage)}`",
+            f"{config.get('cufs_repeats', 1)}x per epoch"
+            + (f"; extra inner-face L1, weight {config['lambda_face']:g}" if config.get("lambda_face") else "")
+            + f". `{train_command(stage)}`",
         ]
     return lines
 
@@ -89,6 +91,8 @@ def describe_stages(stages: list[dict]) -> list[str]:
 def model_card(generator: UNetGenerator, train_state: dict, metrics: dict | None, stages: list[dict] | None = None) -> str:
     config = train_state["config"]
     parameters = count_parameters(generator)
+    face_term = any(stage["config"].get("lambda_face") for stage in stages or [{"config": config}])
+    loss = "cGAN + 100 * L1" + (" (+ an extra L1 on the inner face, in the stages that say so)" if face_term else "")
     lines = [
         "---",
         "license: mit",
@@ -100,7 +104,7 @@ def model_card(generator: UNetGenerator, train_state: dict, metrics: dict | None
         "# sketch2face pix2pix generator",
         "",
         "A pix2pix U-Net (Isola et al., 2017) that turns a face sketch into a photo-like face. It was",
-        "trained against a conditional 70x70 PatchGAN with the loss cGAN + 100 * L1, and is the",
+        f"trained against a conditional 70x70 PatchGAN with the loss {loss}, and is the",
         "default model of the [sketch2face](https://huggingface.co/spaces) Space.",
         "",
         "## Model",

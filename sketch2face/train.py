@@ -6,7 +6,8 @@
     python -m sketch2face.train --quick --out /tmp/smoke     # seconds: the smoke test config
     accelerate launch -m sketch2face.train --device cuda ... # one or many GPUs
 
-The objective is pix2pix's: G* = arg min_G max_D  L_cGAN(G, D) + lambda * L_L1(G), lambda = 100.
+The objective is pix2pix's: G* = arg min_G max_D  L_cGAN(G, D) + lambda * L_L1(G), lambda = 100,
+plus an optional extra L1 on the inner face only (--lambda-face), where a person's identity is.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ class TrainConfig:
     lr: float = 2e-4
     beta1: float = 0.5
     lambda_l1: float = 100.0
+    lambda_face: float = 0.0  # extra L1 on the inner face (landmark hull); 0 = plain pix2pix
     seed: int = 0
     record_limit: int | None = None  # per source; None = all training photos
     with_landmarks: bool = True
@@ -50,6 +52,14 @@ class TrainConfig:
     def quick(cls) -> "TrainConfig":
         """A few real steps on a handful of records: for tests and smoke runs."""
         return cls(ngf=8, ndf=8, batch_size=2, epochs=2, decay_from_epoch=1, record_limit=2, checkpoint_every=2, log_every=1)
+
+
+def face_l1(fake: torch.Tensor, photo: torch.Tensor, face_mask: torch.Tensor | None) -> torch.Tensor:
+    """Mean absolute error over the masked (inner face) pixels only; 0 where nothing is masked."""
+    if face_mask is None:
+        return fake.new_zeros(())
+    face_pixels = face_mask.sum() * fake.shape[1]
+    return ((fake - photo).abs() * face_mask).sum() / face_pixels.clamp_min(1.0)
 
 
 class Pix2PixTrainer:
@@ -73,7 +83,7 @@ class Pix2PixTrainer:
         self.step = 0
         self.epoch = 0
 
-    def train_step(self, sketch: torch.Tensor, photo: torch.Tensor) -> dict[str, float]:
+    def train_step(self, sketch: torch.Tensor, photo: torch.Tensor, face_mask: torch.Tensor | None = None) -> dict[str, float]:
         fake = self.generator(sketch)
 
         # Discriminator: real pairs -> 1, generated pairs -> 0. Halved to slow D relative to G.
@@ -84,11 +94,12 @@ class Pix2PixTrainer:
         self.accelerator.backward(loss_d)
         self.optimizer_d.step()
 
-        # Generator: fool D, and stay close to the true photo in L1.
+        # Generator: fool D, and stay close to the true photo in L1, the inner face above all.
         self.optimizer_g.zero_grad(set_to_none=True)
         loss_g_gan = self.gan_loss(self.discriminator(sketch, fake), True)
         loss_g_l1 = self.l1_loss(fake, photo) * self.config.lambda_l1
-        loss_g = loss_g_gan + loss_g_l1
+        loss_g_face = face_l1(fake, photo, face_mask) * self.config.lambda_face
+        loss_g = loss_g_gan + loss_g_l1 + loss_g_face
         self.accelerator.backward(loss_g)
         self.optimizer_g.step()
 
@@ -96,6 +107,7 @@ class Pix2PixTrainer:
         return {
             "G_GAN": loss_g_gan.item(),
             "G_L1": loss_g_l1.item(),
+            "G_L1_face": loss_g_face.item(),
             "D_real": loss_d_real.item(),
             "D_fake": loss_d_fake.item(),
         }
@@ -203,7 +215,7 @@ def train(config: TrainConfig, out_dir: Path, data_root: Path | None = None, res
                     stopped_early = True
                     break
             lr = trainer.set_learning_rate(progress_epochs)
-            losses = trainer.train_step(batch["sketch"], batch["photo"])
+            losses = trainer.train_step(batch["sketch"], batch["photo"], batch["face_mask"])
             progress.update(1)
             progress.set_postfix({name: f"{value:.3f}" for name, value in losses.items()})
             if trainer.step % config.log_every == 0 and accelerator.is_main_process:

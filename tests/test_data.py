@@ -68,12 +68,13 @@ def test_dataset_yields_normalised_pairs_in_every_style():
                         landmarks=landmarks_for(photo))
     rng = np.random.default_rng(0)
     for style in ("artist", "pencil", "xdog", "edges", "doodle"):
-        sketch, target = data.make_training_pair(record, style, rng)
-        assert sketch.shape == (320, 256) and target.shape == (320, 256, 3)
+        sketch, target, mask = data.make_training_pair(record, style, rng)
+        assert sketch.shape == (320, 256) and target.shape == (320, 256, 3) and mask.shape == (320, 256)
         # The same normalisation as serving: paper white, ink black after the level stretch.
         assert np.percentile(sketch, 90) > 0.95 and sketch.min() < 0.1
     item = SketchPhotoDataset([record])[0]
     assert item["sketch"].shape == (1, 320, 256) and item["photo"].shape == (3, 320, 256)
+    assert item["face_mask"].shape == (1, 320, 256) and item["face_mask"].max() == 1.0
     assert item["sketch"].min() >= -1 and item["photo"].max() <= 1 and item["photo"].dtype == torch.float32
 
 
@@ -83,11 +84,40 @@ def test_training_pair_photo_follows_the_sketch_framing():
     sketch = np.ones((320, 256), np.float32)
     cv2.ellipse(sketch, (60, 60), (30, 40), 0, 0, 360, 0.0, 2)
     record = FaceRecord("corner", photo, sketch=sketch)
-    framed_sketch, framed_photo = data.make_training_pair(record, "artist", np.random.default_rng(0), augment=False)
+    framed_sketch, framed_photo, _ = data.make_training_pair(record, "artist", np.random.default_rng(0), augment=False)
     ys, xs = np.nonzero(framed_sketch < 0.5)
     assert abs(xs.mean() - 128) < 10 and abs(ys.mean() - 160) < 10  # centred on the canvas
     expected = preprocess.warp_to_canvas(photo, preprocess.normalise(sketch).to_canvas)
     assert np.array_equal(framed_photo, expected)
+
+
+def test_face_mask_covers_the_inner_face_and_is_empty_without_landmarks():
+    photo = synthetic_face()
+    mask = data.face_mask(landmarks_for(photo), photo.shape[:2])
+    assert mask.dtype == np.float32 and set(np.unique(mask)) == {0.0, 1.0}
+    for x, y in ((100, 163), (156, 163), (128, 230), (128, 140)):  # eyes, mouth, brow line
+        assert mask[y, x] == 1.0
+    for x, y in ((128, 20), (10, 160), (245, 160), (128, 300)):  # hair, background, below the chin
+        assert mask[y, x] == 0.0
+    assert not data.face_mask(None, (320, 256)).any()
+
+
+def test_face_mask_moves_with_the_photo_through_flips_affines_and_framing():
+    """Paint the masked region red in the photo: after any augmentation the two must still agree."""
+    photo = synthetic_face()
+    landmarks = landmarks_for(photo)
+    landmarks[:, 0] -= 40  # off-centre, so a flip or a reframing would show
+    painted = photo.copy()
+    painted[data.face_mask(landmarks, photo.shape[:2]) > 0] = (255, 0, 0)
+    sketch = np.ones((320, 256), np.float32)
+    cv2.ellipse(sketch, (70, 140), (40, 55), 0, 0, 360, 0.0, 2)  # small and off-centre: gets reframed
+    record = FaceRecord("painted", painted, sketch=sketch, landmarks=landmarks)
+    for seed in range(6):
+        pair = data.make_training_pair(record, "artist", np.random.default_rng(seed), augment=True)
+        red = (pair.photo[..., 0] > 200) & (pair.photo[..., 1] < 60) & (pair.photo[..., 2] < 60)
+        masked = pair.face_mask > 0.5
+        overlap = (red & masked).sum() / (red | masked).sum()
+        assert red.sum() > 2000 and overlap > 0.95, (seed, overlap)
 
 
 @pytest.mark.skipif(not (data.default_data_root() / "cufs").is_dir(), reason="../shared/data is not present")

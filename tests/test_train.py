@@ -7,7 +7,7 @@ import torch
 from accelerate import Accelerator
 
 from sketch2face.networks import UNetGenerator
-from sketch2face.train import Pix2PixTrainer, TrainConfig
+from sketch2face.train import Pix2PixTrainer, TrainConfig, face_l1
 
 from .test_data import tiny_data_root  # noqa: F401  (fixture)
 from .test_styles import synthetic_face
@@ -25,11 +25,46 @@ def test_real_training_steps_lower_the_l1_loss():
     trainer = Pix2PixTrainer(config, Accelerator(cpu=True))
     sketch, photo = face_batch()
     losses = [trainer.train_step(sketch, photo) for _ in range(25)]
-    assert set(losses[0]) == {"G_GAN", "G_L1", "D_real", "D_fake"}
+    assert set(losses[0]) == {"G_GAN", "G_L1", "G_L1_face", "D_real", "D_fake"}
+    assert all(entry["G_L1_face"] == 0.0 for entry in losses)  # off by default: plain pix2pix
     first = np.mean([entry["G_L1"] for entry in losses[:3]])
     last = np.mean([entry["G_L1"] for entry in losses[-3:]])
     assert last < 0.7 * first, (first, last)
     assert trainer.step == 25
+
+
+def test_face_l1_is_the_mean_error_over_the_masked_pixels_only():
+    photo = torch.zeros(2, 3, 4, 4)
+    fake = torch.zeros(2, 3, 4, 4)
+    fake[:, :, :2] = 0.5  # error in the top half only
+    fake[:, :, 2:] = 2.0
+    mask = torch.zeros(2, 1, 4, 4)
+    mask[:, :, :2] = 1.0
+    assert face_l1(fake, photo, mask).item() == 0.5
+    assert face_l1(fake, photo, torch.zeros_like(mask)).item() == 0.0
+    assert face_l1(fake, photo, None).item() == 0.0
+
+
+def test_face_term_is_weighted_and_trains_the_masked_region():
+    sketch, photo = face_batch()
+    mask = torch.zeros(2, 1, 64, 64)
+    mask[:, :, 20:44, 20:44] = 1.0
+
+    def trainer_with(lambda_face):
+        torch.manual_seed(0)
+        config = TrainConfig(ngf=8, ndf=8, num_downs=5, batch_size=2, lr=2e-3, lambda_face=lambda_face)
+        return Pix2PixTrainer(config, Accelerator(cpu=True))
+
+    single, double = trainer_with(50.0), trainer_with(100.0)
+    torch.manual_seed(1)
+    first_single = single.train_step(sketch, photo, mask)
+    torch.manual_seed(1)
+    first_double = double.train_step(sketch, photo, mask)
+    assert first_single["G_L1"] == first_double["G_L1"]  # the same networks and the same first output
+    assert first_single["G_L1_face"] > 0.0
+    assert abs(first_double["G_L1_face"] - 2.0 * first_single["G_L1_face"]) < 1e-4 * first_double["G_L1_face"]
+    losses = [first_double] + [double.train_step(sketch, photo, mask) for _ in range(24)]
+    assert np.mean([e["G_L1_face"] for e in losses[-3:]]) < 0.7 * np.mean([e["G_L1_face"] for e in losses[:3]])
 
 
 def test_learning_rate_is_constant_then_decays_linearly_to_zero():
@@ -82,7 +117,7 @@ def test_train_cli_fine_tunes_from_another_run(tmp_path, tiny_data_root):  # noq
     start = torch.load(tmp_path / "base" / "checkpoint.pt", weights_only=True)["generator"]
 
     tune = base + ["--out", str(tmp_path / "tune"), "--init-from", str(tmp_path / "base" / "checkpoint.pt"),
-                   "--artist-weight", "1.0", "--cufs-repeats", "2"]
+                   "--lambda-face", "30", "--artist-weight", "1.0", "--cufs-repeats", "2"]
     second = subprocess.run(tune, capture_output=True, text=True, timeout=300)
     assert second.returncode == 0, second.stderr[-2000:]
     assert "initialised the networks from" in second.stdout
@@ -104,6 +139,7 @@ def test_train_cli_fine_tunes_from_another_run(tmp_path, tiny_data_root):  # noq
     card = (export(tmp_path / "tune" / "checkpoint.pt", tmp_path / "card") / "README.md").read_text()
     assert "Stage 1, from scratch" in card and "Stage 2, fine-tuned from the stage before" in card
     assert f"--init-from {tmp_path / 'base' / 'checkpoint.pt'}" in card and "--cufs-repeats 2" in card
+    assert "--lambda-face 30" in card and "extra inner-face L1, weight 30" in card and "inner face" in card.split("## Model")[0]
 
     wrong = subprocess.run(tune[:-4] + ["--ngf", "4", "--out", str(tmp_path / "bad")], capture_output=True, text=True, timeout=300)
     assert wrong.returncode != 0 and "ngf=8" in wrong.stderr
