@@ -2,6 +2,7 @@
 
     python -m sketch2face.evaluate                       # the bundled weights/
     python -m sketch2face.evaluate --model runs/main/generator --out outputs/eval
+    python -m sketch2face.evaluate --select runs/a/generator runs/b/generator   # choose on CUFS *train*
 
 Benchmark: CUFS test, all 100 pairs. Every generated face is mapped back to the sketch's frame
 by the pipeline, resized to the photo's 200x250 with area averaging, and compared in RGB:
@@ -117,8 +118,8 @@ def image_metrics(real: np.ndarray, fake: np.ndarray) -> dict[str, float]:
     }
 
 
-def evaluate_cufs(model: Sketch2Face, embedder: FaceEmbedder, root: Path) -> tuple[dict, list, list]:
-    folder = root / "cufs" / "test"
+def evaluate_cufs(model: Sketch2Face, embedder: FaceEmbedder, root: Path, split: str = "test") -> tuple[dict, list, list]:
+    folder = root / "cufs" / split
     pairs = []
     for photo_path in sorted((folder / "photos").glob("*.jpg")):
         sketch = cv2.imread(str(folder / "sketches" / photo_path.name), cv2.IMREAD_GRAYSCALE)
@@ -135,6 +136,30 @@ def evaluate_cufs(model: Sketch2Face, embedder: FaceEmbedder, root: Path) -> tup
     summary["raw_sketch_identity"] = identification(np.stack([e for e, _ in sketch_results]), real_embeddings)
     summary["pairs"] = len(pairs)
     return summary, pairs, fakes
+
+
+def select(model_paths: list[str], out_dir: Path, root: Path | None = None) -> dict[str, dict]:
+    """Compare candidate generators on CUFS *train* only, so that choosing one never looks at test.
+
+    They were trained on these pairs, so the figures flatter every candidate alike; what counts is
+    the order. The identity gallery is the 88 train photos.
+    """
+    root = root or data.default_data_root()
+    embedder = FaceEmbedder()
+    results = {}
+    for model_path in model_paths:
+        summary, _, _ = evaluate_cufs(Sketch2Face.from_pretrained(model_path), embedder, root, split="train")
+        results[model_path] = {"ssim": summary["ssim"], **summary["identity"]}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "selection.json").write_text(json.dumps(results, indent=2))
+    return results
+
+
+def selection_table(results: dict[str, dict]) -> str:
+    lines = ["| Candidate (on CUFS train) | rank-1 | rank-5 | mean dist | SSIM |", "|---|---|---|---|---|"]
+    for name, result in results.items():
+        lines.append(f"| {name} | {result['rank1']:.1%} | {result['rank5']:.1%} | {result['mean_distance']:.3f} | {result['ssim']:.3f} |")
+    return "\n".join(lines) + "\n"
 
 
 def evaluate_canada(model: Sketch2Face, embedder: FaceEmbedder, root: Path, seed: int = 0) -> tuple[dict, dict]:
@@ -293,7 +318,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data-root", type=Path, default=None)
     parser.add_argument("--examples-grid", type=Path, default=None,
                         help="also draw examples/*.png and their outputs into this PNG (for the README)")
+    parser.add_argument("--select", nargs="+", metavar="MODEL", default=None,
+                        help="only compare these generators on CUFS train (for choosing one; test is not read)")
     args = parser.parse_args(argv)
+    if args.select:
+        print(selection_table(select(args.select, args.out, args.data_root)), end="")
+        print(f"wrote {args.out}/selection.json")
+        return
     if args.examples_grid:
         model = Sketch2Face.from_pretrained(args.model)
         print(f"wrote {examples_grid(model, Path('examples'), args.examples_grid)}")

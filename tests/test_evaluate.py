@@ -76,3 +76,21 @@ def test_evaluate_cli_writes_json_markdown_and_grids(tmp_path, tiny_data_root): 
     assert "| **sketch2face (ours)** |" in (out / "metrics.md").read_text()
     for name in ("grid_cufs_test.png", "grid_canada.png", "grid_doodles.png", "grid_edgemaps.png"):
         assert cv2.imread(str(out / name)) is not None
+
+
+def test_select_compares_candidates_on_cufs_train_without_reading_test(tmp_path, tiny_data_root):  # noqa: F811
+    for name, ngf in (("a", 4), ("b", 8)):
+        UNetGenerator(ngf=ngf, num_downs=6).save_pretrained(tmp_path / name)
+    # No cufs/test folder at all: selection must not need it.
+    assert not any((tiny_data_root / "cufs" / "test" / "photos").iterdir())
+    out = tmp_path / "select"
+    command = [sys.executable, "-m", "sketch2face.evaluate", "--select", str(tmp_path / "a"), str(tmp_path / "b"),
+               "--out", str(out), "--data-root", str(tiny_data_root)]
+    finished = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    results = json.loads((out / "selection.json").read_text())
+    assert list(results) == [str(tmp_path / "a"), str(tmp_path / "b")]
+    for result in results.values():
+        assert result["gallery"] == 2 and 0.0 <= result["rank1"] <= 1.0 and 0.0 <= result["ssim"] <= 1.0
+    assert "| Candidate (on CUFS train) |" in finished.stdout
+    assert not (out / "metrics.json").exists()
