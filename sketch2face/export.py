@@ -3,7 +3,8 @@
     python -m sketch2face.export --checkpoint runs/main/checkpoint.pt --out weights \
         --metrics outputs/eval/metrics.json
 
-writes weights/config.json + weights/model.safetensors + weights/README.md (the model card).
+writes weights/config.json + weights/model.safetensors + weights/README.md (the model card) and
+weights/training_stages.json (the runs that made it, read again when a fine-tune starts from it).
 Publishing is one more step, with a write token (not possible on the offline build machines):
 
     python -c "from sketch2face.networks import UNetGenerator; \
@@ -38,14 +39,21 @@ def _read_json(path: Path) -> dict:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
+STAGES_FILE = "training_stages.json"  # written beside every export, so a fine-tune of it knows its history
+
+
 def training_stages(checkpoint: Path) -> list[dict]:
-    """The runs that made a checkpoint, oldest first. A fine-tune names its parent run's checkpoint
-    as ``init_from`` in its train_config.json; the chain is followed while those files exist."""
+    """The runs that made a checkpoint, oldest first. A fine-tune names its parent as ``init_from``
+    in its train_config.json: a checkpoint, whose run is followed in turn while its files exist,
+    or an exported generator folder, whose own history is in its training_stages.json."""
     stages: list[dict] = []
     seen: set[Path] = set()
     current: Path | None = checkpoint
     while current is not None and current.exists() and current.resolve() not in seen:
         seen.add(current.resolve())
+        if current.is_dir():
+            stages[:0] = json.loads((current / STAGES_FILE).read_text()) if (current / STAGES_FILE).exists() else []
+            break
         state = torch.load(current, map_location="cpu", weights_only=True)
         run_dir = current.parent
         provenance = _read_json(run_dir / "train_config.json")
@@ -77,7 +85,12 @@ def describe_stages(stages: list[dict]) -> list[str]:
     for number, stage in enumerate(stages, 1):
         config = stage["config"]
         took = f", {stage['seconds'] / 60:.0f} min on {stage['device']}" if stage.get("seconds") else ""
-        start = "fine-tuned from the stage before" if stage["init_from"] else "from scratch"
+        if not stage["init_from"]:
+            start = "from scratch"
+        elif stage["init_from"].endswith(".pt"):
+            start = "fine-tuned from the stage before"
+        else:
+            start = "fine-tuned from the stage before's exported generator, with a fresh discriminator"
         lines += [
             f"- Stage {number}, {start}: {stage['steps']} steps of batch {config['batch_size']}{took}; CUFS pairs keep",
             f"  their artist sketch {config.get('artist_weight', CUFS_STYLE_WEIGHTS['artist']):.0%} of the time and appear "
@@ -173,8 +186,10 @@ def model_card(generator: UNetGenerator, train_state: dict, metrics: dict | None
 def export(checkpoint: Path, out_dir: Path, metrics_path: Path | None = None) -> Path:
     generator, state = generator_from_checkpoint(checkpoint)
     metrics = json.loads(metrics_path.read_text()) if metrics_path else None
+    stages = training_stages(checkpoint)
     generator.save_pretrained(out_dir)
-    (out_dir / "README.md").write_text(model_card(generator, state, metrics, training_stages(checkpoint)))
+    (out_dir / STAGES_FILE).write_text(json.dumps(stages, indent=2) + "\n")
+    (out_dir / "README.md").write_text(model_card(generator, state, metrics, stages))
     return out_dir
 
 

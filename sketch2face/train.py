@@ -13,6 +13,7 @@ plus an optional extra L1 on the inner face only (--lambda-face), where a person
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import math
 import time
@@ -75,6 +76,10 @@ class Pix2PixTrainer:
         betas = (config.beta1, 0.999)
         self.optimizer_g = torch.optim.Adam(self.generator.parameters(), lr=config.lr, betas=betas)
         self.optimizer_d = torch.optim.Adam(self.discriminator.parameters(), lr=config.lr, betas=betas)
+        # oneDNN runs these convolutions ~1.3x faster channels-last on CPU (2.0 vs 2.6 s a step here).
+        self.memory_format = torch.channels_last if accelerator.device.type == "cpu" else torch.contiguous_format
+        self.generator.to(memory_format=self.memory_format)
+        self.discriminator.to(memory_format=self.memory_format)
         self.gan_loss = GANLoss()
         self.l1_loss = torch.nn.L1Loss()
         (self.generator, self.discriminator, self.optimizer_g, self.optimizer_d) = accelerator.prepare(
@@ -84,6 +89,8 @@ class Pix2PixTrainer:
         self.epoch = 0
 
     def train_step(self, sketch: torch.Tensor, photo: torch.Tensor, face_mask: torch.Tensor | None = None) -> dict[str, float]:
+        sketch = sketch.contiguous(memory_format=self.memory_format)
+        photo = photo.contiguous(memory_format=self.memory_format)
         fake = self.generator(sketch)
 
         # Discriminator: real pairs -> 1, generated pairs -> 0. Halved to slow D relative to G.
@@ -154,18 +161,32 @@ class Pix2PixTrainer:
         self.step, self.epoch = state["step"], state["epoch"]
 
     def init_from(self, path: Path) -> None:
-        """Start from another run's networks (fine-tuning): fresh optimisers, step 0."""
-        saved = torch.load(path, map_location="cpu", weights_only=True)["config"]
-        for name in ("ngf", "ndf", "num_downs"):
+        """Start from another run's networks (fine-tuning): fresh optimisers, step 0.
+
+        ``path`` is a checkpoint.pt (generator and discriminator), or an exported generator folder
+        such as ``weights/`` (config.json + model.safetensors), whose fine-tune starts a fresh
+        discriminator."""
+        if path.is_dir():
+            saved = json.loads((path / "config.json").read_text())
+            names = ("ngf", "num_downs")
+        else:
+            saved = torch.load(path, map_location="cpu", weights_only=True)["config"]
+            names = ("ngf", "ndf", "num_downs")
+        for name in names:
             if saved[name] != getattr(self.config, name):
                 raise SystemExit(f"--init-from {path}: it has {name}={saved[name]}, this config has {getattr(self.config, name)}")
-        self._load_networks(path)
+        if path.is_dir():
+            pretrained = UNetGenerator.from_pretrained(path, strict=True)
+            self.accelerator.unwrap_model(self.generator).load_state_dict(pretrained.state_dict())
+        else:
+            self._load_networks(path)
 
     def export_generator(self, directory: Path) -> None:
         """config.json + model.safetensors, loadable with UNetGenerator.from_pretrained."""
         generator = self.accelerator.unwrap_model(self.generator)
         if self.accelerator.is_main_process:
-            generator.save_pretrained(directory)
+            # safetensors stores contiguous tensors only, so leave the channels-last layout behind.
+            copy.deepcopy(generator).to(memory_format=torch.contiguous_format).save_pretrained(directory)
 
 
 def train(config: TrainConfig, out_dir: Path, data_root: Path | None = None, resume: bool = False,
@@ -201,16 +222,15 @@ def train(config: TrainConfig, out_dir: Path, data_root: Path | None = None, res
     losses: dict[str, float] = {}
     stopped_early = False
     budget_s = max_minutes * 60 if max_minutes is not None else None
-    if budget_s is not None and resume and log_path.exists():
-        budget_s -= _elapsed_in_earlier_runs(log_path)
+    earlier_s = _elapsed_in_earlier_runs(log_path) if resume and log_path.exists() else 0.0
     while trainer.epoch < config.epochs and not stopped_early:
         trainer.generator.train()
         trainer.discriminator.train()
         for index, batch in enumerate(loader):
             progress_epochs = trainer.epoch + index / steps_per_epoch
             if budget_s is not None:
-                # A time budget compresses the schedule: the decay still runs to zero in time.
-                progress_epochs = max(progress_epochs, config.epochs * (time.monotonic() - started) / budget_s)
+                spent_s = earlier_s + time.monotonic() - started
+                progress_epochs = budgeted_progress(progress_epochs, spent_s, budget_s, config.epochs)
                 if progress_epochs >= config.epochs:
                     stopped_early = True
                     break
@@ -239,6 +259,13 @@ def train(config: TrainConfig, out_dir: Path, data_root: Path | None = None, res
     return summary
 
 
+def budgeted_progress(epoch_progress: float, spent_s: float, budget_s: float, epochs: int) -> float:
+    """Where the LR schedule stands under a time budget: the further of the epochs done and the
+    share of the budget spent (in epochs), so the decay still reaches zero in time. ``spent_s``
+    includes the earlier runs of a resumed training, so a resume continues the schedule."""
+    return max(epoch_progress, epochs * spent_s / budget_s)
+
+
 def _elapsed_in_earlier_runs(log_path: Path) -> float:
     """Seconds spent by earlier (interrupted) runs, so --resume keeps the same time budget."""
     last_by_run: dict[float, float] = {}
@@ -254,7 +281,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--data-root", type=Path, default=None, help="default: $SKETCH2FACE_DATA or ../shared/data")
     parser.add_argument("--quick", action="store_true", help="tiny smoke configuration (seconds on a CPU)")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt if it exists")
-    parser.add_argument("--init-from", type=Path, default=None, help="fine-tune: start from this checkpoint.pt's networks")
+    parser.add_argument("--init-from", type=Path, default=None, help="fine-tune: start from a checkpoint.pt, or a generator folder (fresh discriminator)")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     parser.add_argument("--max-minutes", type=float, default=None, help="time budget: the LR schedule is compressed to finish within it")
     for field in fields(TrainConfig):

@@ -7,7 +7,7 @@ import torch
 from accelerate import Accelerator
 
 from sketch2face.networks import UNetGenerator
-from sketch2face.train import Pix2PixTrainer, TrainConfig, face_l1
+from sketch2face.train import Pix2PixTrainer, TrainConfig, _elapsed_in_earlier_runs, budgeted_progress, face_l1
 
 from .test_data import tiny_data_root  # noqa: F401  (fixture)
 from .test_styles import synthetic_face
@@ -142,4 +142,66 @@ def test_train_cli_fine_tunes_from_another_run(tmp_path, tiny_data_root):  # noq
     assert "--lambda-face 30" in card and "extra inner-face L1, weight 30" in card and "inner face" in card.split("## Model")[0]
 
     wrong = subprocess.run(tune[:-4] + ["--ngf", "4", "--out", str(tmp_path / "bad")], capture_output=True, text=True, timeout=300)
+    assert wrong.returncode != 0 and "ngf=8" in wrong.stderr
+
+
+def test_time_budget_schedule_continues_across_a_resume(tmp_path):
+    # Half the budget spent: the schedule stands at half of its epochs, even if fewer were done.
+    assert budgeted_progress(1.0, spent_s=600.0, budget_s=1200.0, epochs=10) == 5.0
+    assert budgeted_progress(7.0, spent_s=600.0, budget_s=1200.0, epochs=10) == 7.0
+    # A resume counts the earlier runs' time (the last logged elapsed_s of each run) ...
+    log = tmp_path / "log.jsonl"
+    log.write_text("\n".join(json.dumps(entry) for entry in [
+        {"step": 10, "elapsed_s": 100.0, "run_started": 1.0},
+        {"step": 20, "elapsed_s": 400.0, "run_started": 1.0},
+        {"step": 30, "elapsed_s": 200.0, "run_started": 2.0},
+    ]) + "\n")
+    earlier = _elapsed_in_earlier_runs(log)
+    assert earlier == 600.0
+    # ... so 60 s after it resumes, the LR is where 660 s of one uninterrupted run would put it.
+    assert budgeted_progress(0.0, earlier + 60.0, budget_s=1200.0, epochs=10) == budgeted_progress(0.0, 660.0, 1200.0, 10)
+
+
+def test_channels_last_training_exports_plain_safetensors(tmp_path):
+    trainer = Pix2PixTrainer(TrainConfig(ngf=4, ndf=4, num_downs=5, batch_size=2), Accelerator(cpu=True))
+    assert trainer.memory_format == torch.channels_last  # the faster layout for CPU training
+    sketch, photo = face_batch()
+    trainer.train_step(sketch, photo)
+    trainer.export_generator(tmp_path / "export")
+    loaded = UNetGenerator.from_pretrained(tmp_path / "export", strict=True)
+    for name, value in trainer.generator.state_dict().items():
+        assert torch.equal(value, loaded.state_dict()[name]), name
+
+
+def test_train_cli_fine_tunes_from_an_exported_generator_folder(tmp_path, tiny_data_root):  # noqa: F811
+    """weights/ holds no discriminator: a fine-tune from it starts D afresh and keeps the history."""
+    from sketch2face.export import STAGES_FILE, export
+
+    base = [sys.executable, "-m", "sketch2face.train", "--quick", "--data-root", str(tiny_data_root),
+            "--with-landmarks", "false"]
+    first = subprocess.run(base + ["--out", str(tmp_path / "base")], capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stderr[-2000:]
+    folder = export(tmp_path / "base" / "checkpoint.pt", tmp_path / "shipped")
+    assert len(json.loads((folder / STAGES_FILE).read_text())) == 1
+    shipped = UNetGenerator.from_pretrained(folder).state_dict()
+    base_discriminator = torch.load(tmp_path / "base" / "checkpoint.pt", weights_only=True)["discriminator"]
+
+    zero = subprocess.run(base + ["--out", str(tmp_path / "zero"), "--init-from", str(folder), "--epochs", "0"],
+                          capture_output=True, text=True, timeout=300)
+    assert zero.returncode == 0, zero.stderr[-2000:]
+    state = torch.load(tmp_path / "zero" / "checkpoint.pt", weights_only=True)
+    assert all(torch.equal(shipped[name], state["generator"][name]) for name in shipped)
+    assert not all(torch.equal(base_discriminator[name], state["discriminator"][name]) for name in base_discriminator)
+
+    tune = subprocess.run(base + ["--out", str(tmp_path / "tune"), "--init-from", str(folder), "--cufs-repeats", "2"],
+                          capture_output=True, text=True, timeout=300)
+    assert tune.returncode == 0, tune.stderr[-2000:]
+    card = (export(tmp_path / "tune" / "checkpoint.pt", tmp_path / "card") / "README.md").read_text()
+    assert "Stage 1, from scratch" in card
+    assert "Stage 2, fine-tuned from the stage before's exported generator, with a fresh discriminator" in card
+    assert f"--init-from {folder}" in card
+    assert len(json.loads((tmp_path / "card" / STAGES_FILE).read_text())) == 2
+
+    wrong = subprocess.run(base + ["--out", str(tmp_path / "bad"), "--init-from", str(folder), "--ngf", "4"],
+                           capture_output=True, text=True, timeout=300)
     assert wrong.returncode != 0 and "ngf=8" in wrong.stderr
