@@ -35,7 +35,7 @@ def generator_from_checkpoint(checkpoint: Path) -> tuple[UNetGenerator, dict]:
     return generator.eval(), state
 
 
-def _read_json(path: Path) -> dict:
+def _read_json(path: Path) -> dict | list:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
@@ -51,8 +51,8 @@ def training_stages(checkpoint: Path) -> list[dict]:
     current: Path | None = checkpoint
     while current is not None and current.exists() and current.resolve() not in seen:
         seen.add(current.resolve())
-        if current.is_dir():
-            stages[:0] = json.loads((current / STAGES_FILE).read_text()) if (current / STAGES_FILE).exists() else []
+        if current.is_dir():  # an exported folder: its history was written beside it
+            stages[:0] = _read_json(current / STAGES_FILE) or []
             break
         state = torch.load(current, map_location="cpu", weights_only=True)
         run_dir = current.parent

@@ -13,7 +13,6 @@ plus an optional extra L1 on the inner face only (--lambda-face), where a person
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import math
 import time
@@ -148,14 +147,13 @@ class Pix2PixTrainer:
             torch.save(state, temporary)
             temporary.replace(path)  # never leave a half-written checkpoint behind
 
-    def _load_networks(self, path: Path) -> dict:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+    def _load_networks(self, state: dict) -> None:
         self.accelerator.unwrap_model(self.generator).load_state_dict(state["generator"])
         self.accelerator.unwrap_model(self.discriminator).load_state_dict(state["discriminator"])
-        return state
 
     def load_checkpoint(self, path: Path) -> None:
-        state = self._load_networks(path)
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        self._load_networks(state)
         self.optimizer_g.load_state_dict(state["optimizer_g"])
         self.optimizer_d.load_state_dict(state["optimizer_d"])
         self.step, self.epoch = state["step"], state["epoch"]
@@ -167,26 +165,24 @@ class Pix2PixTrainer:
         such as ``weights/`` (config.json + model.safetensors), whose fine-tune starts a fresh
         discriminator."""
         if path.is_dir():
-            saved = json.loads((path / "config.json").read_text())
-            names = ("ngf", "num_downs")
-        else:
-            saved = torch.load(path, map_location="cpu", weights_only=True)["config"]
-            names = ("ngf", "ndf", "num_downs")
-        for name in names:
-            if saved[name] != getattr(self.config, name):
-                raise SystemExit(f"--init-from {path}: it has {name}={saved[name]}, this config has {getattr(self.config, name)}")
-        if path.is_dir():
+            self._check_same_shape(path, json.loads((path / "config.json").read_text()), ("ngf", "num_downs"))
             pretrained = UNetGenerator.from_pretrained(path, strict=True)
             self.accelerator.unwrap_model(self.generator).load_state_dict(pretrained.state_dict())
         else:
-            self._load_networks(path)
+            state = torch.load(path, map_location="cpu", weights_only=True)
+            self._check_same_shape(path, state["config"], ("ngf", "ndf", "num_downs"))
+            self._load_networks(state)
+
+    def _check_same_shape(self, path: Path, saved: dict, names: tuple[str, ...]) -> None:
+        for name in names:
+            if saved[name] != getattr(self.config, name):
+                raise SystemExit(f"--init-from {path}: it has {name}={saved[name]}, this config has {getattr(self.config, name)}")
 
     def export_generator(self, directory: Path) -> None:
         """config.json + model.safetensors, loadable with UNetGenerator.from_pretrained."""
         generator = self.accelerator.unwrap_model(self.generator)
         if self.accelerator.is_main_process:
-            # safetensors stores contiguous tensors only, so leave the channels-last layout behind.
-            copy.deepcopy(generator).to(memory_format=torch.contiguous_format).save_pretrained(directory)
+            generator.save_pretrained(directory)  # safetensors' save_model makes channels-last tensors contiguous
 
 
 def train(config: TrainConfig, out_dir: Path, data_root: Path | None = None, resume: bool = False,
