@@ -187,6 +187,8 @@ class Pix2PixTrainer:
 
 def train(config: TrainConfig, out_dir: Path, data_root: Path | None = None, resume: bool = False,
           device: str = "auto", max_minutes: float | None = None, init_from: Path | None = None) -> dict:
+    if init_from is not None and not (resume and (out_dir / "checkpoint.pt").exists()):
+        check_init_source(init_from)  # before the minutes spent loading the data
     accelerator = Accelerator(cpu=device == "cpu")
     if device == "cuda" and accelerator.device.type != "cuda":
         raise SystemExit("--device cuda was asked for, but no CUDA device is available")
@@ -253,6 +255,16 @@ def train(config: TrainConfig, out_dir: Path, data_root: Path | None = None, res
     if accelerator.is_main_process:
         (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
+
+
+def check_init_source(path: Path) -> None:
+    """One clear line instead of a traceback when --init-from names nothing a fine-tune can use."""
+    if path.is_dir():
+        if not (path / "config.json").is_file() or not (path / "model.safetensors").is_file():
+            raise SystemExit(f"--init-from {path}: a folder must hold an exported generator "
+                             "(config.json + model.safetensors), e.g. weights/")
+    elif not path.is_file():
+        raise SystemExit(f"--init-from {path}: no such checkpoint file or generator folder")
 
 
 def budgeted_progress(epoch_progress: float, spent_s: float, budget_s: float, epochs: int) -> float:

@@ -3,6 +3,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 import torch
 from accelerate import Accelerator
 
@@ -205,3 +206,16 @@ def test_train_cli_fine_tunes_from_an_exported_generator_folder(tmp_path, tiny_d
     wrong = subprocess.run(base + ["--out", str(tmp_path / "bad"), "--init-from", str(folder), "--ngf", "4"],
                            capture_output=True, text=True, timeout=300)
     assert wrong.returncode != 0 and "ngf=8" in wrong.stderr
+
+
+@pytest.mark.parametrize("make_source", [lambda tmp: tmp / "missing.pt", lambda tmp: tmp], ids=["missing-path", "folder-without-generator"])
+def test_train_cli_rejects_an_unusable_init_source_in_one_line(tmp_path, make_source):
+    """A missing path, or a folder without an exported generator, fails before any data is read."""
+    source = make_source(tmp_path)
+    result = subprocess.run([sys.executable, "-m", "sketch2face.train", "--quick", "--out", str(tmp_path / "run"),
+                             "--data-root", str(tmp_path / "no-data-here"), "--init-from", str(source)],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    assert f"--init-from {source}:" in result.stderr
+    assert not (tmp_path / "run" / "checkpoint.pt").exists()
