@@ -187,14 +187,15 @@ class Pix2PixTrainer:
 
 def train(config: TrainConfig, out_dir: Path, data_root: Path | None = None, resume: bool = False,
           device: str = "auto", max_minutes: float | None = None, init_from: Path | None = None) -> dict:
-    if init_from is not None and not (resume and (out_dir / "checkpoint.pt").exists()):
+    checkpoint_path = out_dir / "checkpoint.pt"
+    resuming = resume and checkpoint_path.exists()
+    if init_from is not None and not resuming:
         check_init_source(init_from)  # before the minutes spent loading the data
     accelerator = Accelerator(cpu=device == "cpu")
     if device == "cuda" and accelerator.device.type != "cuda":
         raise SystemExit("--device cuda was asked for, but no CUDA device is available")
     torch.manual_seed(config.seed)
     out_dir.mkdir(parents=True, exist_ok=True)
-    checkpoint_path = out_dir / "checkpoint.pt"
     log_path = out_dir / "log.jsonl"
 
     records = data.build_training_records(data_root, limit=config.record_limit, with_landmarks=config.with_landmarks)
@@ -203,7 +204,7 @@ def train(config: TrainConfig, out_dir: Path, data_root: Path | None = None, res
     loader = DataLoader(dataset, batch_size=config.batch_size, shuffle=True, drop_last=True, num_workers=0)
     trainer = Pix2PixTrainer(config, accelerator)
     loader = accelerator.prepare(loader)
-    if resume and checkpoint_path.exists():
+    if resuming:
         trainer.load_checkpoint(checkpoint_path)
         accelerator.print(f"resumed from {checkpoint_path} at epoch {trainer.epoch}, step {trainer.step}")
     elif init_from is not None:
