@@ -5,6 +5,11 @@
 
 writes weights/config.json + weights/model.safetensors + weights/README.md (the model card) and
 weights/training_stages.json (the runs that made it, read again when a fine-tune starts from it).
+Several checkpoints of one lineage (fine-tuned from one another) export as their uniform weight
+average, a "model soup":
+
+    python -m sketch2face.export --checkpoint runs/stage4/checkpoint.pt runs/stage5/checkpoint.pt --out weights
+
 Publishing is one more step, with a write token (not possible on the offline build machines):
 
     python -c "from sketch2face.networks import UNetGenerator; \
@@ -33,6 +38,31 @@ def generator_from_checkpoint(checkpoint: Path) -> tuple[UNetGenerator, dict]:
     generator = UNetGenerator(ngf=config["ngf"], num_downs=config["num_downs"])
     generator.load_state_dict(state["generator"])
     return generator.eval(), state
+
+
+def average_generators(checkpoints: list[Path]) -> tuple[UNetGenerator, dict]:
+    """The uniform weight average of generators that share a training lineage.
+
+    Fine-tunes of one another sit in one basin of the loss, so their average lies between them
+    instead of off a cliff; independently initialised networks would average to noise, hence the
+    lineage check. Batch-norm running statistics are averaged too; integer counters are kept.
+    """
+    loaded = [generator_from_checkpoint(checkpoint) for checkpoint in checkpoints]
+    shapes = {(state["config"]["ngf"], state["config"]["num_downs"]) for _, state in loaded}
+    if len(shapes) > 1:
+        raise ValueError(f"cannot average generators of different shapes (ngf, num_downs): {sorted(shapes)}")
+    roots = {(stages[0]["run"] if stages else None) for stages in map(training_stages, checkpoints)}
+    if len(roots) > 1 or None in roots:
+        raise ValueError("cannot average generators that were not fine-tuned from one common run; "
+                         f"their first stages are {sorted(map(str, roots))}")
+    generator, first_state = loaded[0]
+    states = [candidate.state_dict() for candidate, _ in loaded]
+    averaged = {
+        name: torch.stack([state[name] for state in states]).mean(dim=0) if value.is_floating_point() else value
+        for name, value in states[0].items()
+    }
+    generator.load_state_dict(averaged)
+    return generator, first_state
 
 
 def _read_json(path: Path) -> dict | list:
@@ -66,6 +96,15 @@ def training_stages(checkpoint: Path) -> list[dict]:
     return stages
 
 
+def averaged_stages(checkpoints: list[Path]) -> list[dict]:
+    """The union of the checkpoints' lineages, oldest first, then one entry for the averaging."""
+    stages: list[dict] = []
+    for lineage in sorted(map(training_stages, checkpoints), key=len, reverse=True):
+        known = [stage.get("run", stage) for stage in stages]
+        stages += [stage for stage in lineage if stage.get("run", stage) not in known]
+    return stages + [{"average_of": [checkpoint.parent.as_posix() for checkpoint in checkpoints]}]
+
+
 def train_command(stage: dict) -> str:
     """The CLI call that reproduces a stage: only the settings that differ from TrainConfig's defaults."""
     defaults = asdict(TrainConfig())
@@ -82,15 +121,26 @@ def train_command(stage: dict) -> str:
 
 def describe_stages(stages: list[dict]) -> list[str]:
     lines = []
-    for number, stage in enumerate(stages, 1):
+    numbers = {}  # run -> its stage number, to name the parent of a branch
+    for stage in stages:
+        if "average_of" in stage:
+            runs = [f"stage {numbers[run]}" if run in numbers else run for run in stage["average_of"]]
+            checkpoints = " ".join(f"{run}/checkpoint.pt" for run in stage["average_of"])
+            lines += [f"- Then the final generators of {' and '.join(runs)} were averaged weight by weight (uniform",
+                      f"  weights). `python -m sketch2face.export --checkpoint {checkpoints}`"]
+            continue
+        number = numbers[stage["run"]] = len(numbers) + 1
         config = stage["config"]
         took = f", {stage['seconds'] / 60:.0f} min on {stage['device']}" if stage.get("seconds") else ""
+        parent = Path(stage["init_from"]).parent.as_posix() if stage["init_from"] else None
         if not stage["init_from"]:
             start = "from scratch"
-        elif stage["init_from"].endswith(".pt"):
-            start = "fine-tuned from the stage before"
-        else:
+        elif not stage["init_from"].endswith(".pt"):
             start = "fine-tuned from the stage before's exported generator, with a fresh discriminator"
+        elif parent in numbers and numbers[parent] != number - 1:
+            start = f"fine-tuned from stage {numbers[parent]}"
+        else:
+            start = "fine-tuned from the stage before"
         lines += [
             f"- Stage {number}, {start}: {stage['steps']} steps of batch {config['batch_size']}{took}; CUFS pairs keep",
             f"  their artist sketch {config.get('artist_weight', CUFS_STYLE_WEIGHTS['artist']):.0%} of the time and appear "
@@ -104,7 +154,7 @@ def describe_stages(stages: list[dict]) -> list[str]:
 def model_card(generator: UNetGenerator, train_state: dict, metrics: dict | None, stages: list[dict] | None = None) -> str:
     config = train_state["config"]
     parameters = count_parameters(generator)
-    face_term = any(stage["config"].get("lambda_face") for stage in stages or [{"config": config}])
+    face_term = any(stage.get("config", {}).get("lambda_face") for stage in stages or [{"config": config}])
     loss = "cGAN + 100 * L1" + (" (+ an extra L1 on the inner face, in the stages that say so)" if face_term else "")
     lines = [
         "---",
@@ -125,8 +175,8 @@ def model_card(generator: UNetGenerator, train_state: dict, metrics: dict | None
         f"{parameters / 1e6:.1f}M parameters, fp32 safetensors.",
         "- Input: a 1-channel sketch, 256 wide x 320 tall, in [-1, 1] (white paper = 1), framed by",
         "  `sketch2face.preprocess.normalise`. Output: RGB in [-1, 1] at the same size.",
-        f"- Training: Adam lr {config['lr']} (beta1 {config['beta1']}), constant then linear decay to 0 in each",
-        f"  stage, discriminator ndf={config['ndf']}, lambda_L1={config['lambda_l1']:g}.",
+        f"- Training: Adam lr {config['lr']} unless a stage's command says otherwise (beta1 {config['beta1']}), constant",
+        f"  then linear decay to 0 in each stage, discriminator ndf={config['ndf']}, lambda_L1={config['lambda_l1']:g}.",
         *(describe_stages(stages) if stages else [
             f"- {train_state['step']} steps of batch {config['batch_size']} ({train_state['epoch']} epochs counted)."]),
         "",
@@ -183,10 +233,16 @@ def model_card(generator: UNetGenerator, train_state: dict, metrics: dict | None
     return "\n".join(lines) + "\n"
 
 
-def export(checkpoint: Path, out_dir: Path, metrics_path: Path | None = None) -> Path:
-    generator, state = generator_from_checkpoint(checkpoint)
+def export(checkpoint: Path | list[Path], out_dir: Path, metrics_path: Path | None = None) -> Path:
+    """One checkpoint exports as it is; several export as their weight average."""
+    checkpoints = [checkpoint] if isinstance(checkpoint, Path) else list(checkpoint)
+    if len(checkpoints) == 1:
+        generator, state = generator_from_checkpoint(checkpoints[0])
+        stages = training_stages(checkpoints[0])
+    else:
+        generator, state = average_generators(checkpoints)
+        stages = averaged_stages(checkpoints)
     metrics = json.loads(metrics_path.read_text()) if metrics_path else None
-    stages = training_stages(checkpoint)
     generator.save_pretrained(out_dir)
     (out_dir / STAGES_FILE).write_text(json.dumps(stages, indent=2) + "\n")
     (out_dir / "README.md").write_text(model_card(generator, state, metrics, stages))
@@ -195,11 +251,15 @@ def export(checkpoint: Path, out_dir: Path, metrics_path: Path | None = None) ->
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", type=Path, default=Path("runs/main/checkpoint.pt"))
+    parser.add_argument("--checkpoint", type=Path, nargs="+", default=[Path("runs/main/checkpoint.pt")],
+                        help="one checkpoint.pt, or several of one lineage to export their weight average")
     parser.add_argument("--out", type=Path, default=Path("weights"))
     parser.add_argument("--metrics", type=Path, default=None, help="metrics.json from sketch2face.evaluate")
     args = parser.parse_args(argv)
-    print(export(args.checkpoint, args.out, args.metrics))
+    try:
+        print(export(args.checkpoint, args.out, args.metrics))
+    except ValueError as error:
+        parser.exit(2, f"export: {error}\n")
 
 
 if __name__ == "__main__":
