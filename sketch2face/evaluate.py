@@ -73,8 +73,11 @@ def fallback_box(width: int, height: int) -> tuple[int, int, int, int]:
     return (round(0.22 * width), round(0.33 * height), round(0.78 * width), round(0.78 * height))
 
 
-def identification(generated: np.ndarray, real: np.ndarray) -> dict[str, float]:
-    """Rank-k identification of generated[i] among all real photos; the truth is real[i]."""
+def identification(generated: np.ndarray, real: np.ndarray) -> dict:
+    """Rank-k identification of generated[i] among all real photos; the truth is real[i].
+
+    ``ranks`` keeps each face's rank (0 = named right), so two models can be compared face by face.
+    """
     distances = np.linalg.norm(generated[:, None, :] - real[None, :, :], axis=2)
     true = distances[np.arange(len(generated)), np.arange(len(generated))]
     ranks = (distances < true[:, None]).sum(axis=1)  # 0 = the true photo is the nearest
@@ -83,6 +86,7 @@ def identification(generated: np.ndarray, real: np.ndarray) -> dict[str, float]:
         "rank5": float(np.mean(ranks < 5)),
         "mean_distance": float(true.mean()),
         "gallery": int(len(real)),
+        "ranks": [int(rank) for rank in ranks],
     }
 
 

@@ -20,6 +20,7 @@ def test_identification_ranks():
     swapped = real[[1, 0, 2, 3]]  # the first two are each other's nearest
     result = identification(swapped, real)
     assert result["rank1"] == 0.5 and result["rank5"] == 1.0
+    assert result["ranks"] == [1, 1, 0, 0]  # each of the first two has the other one nearer
     assert result["mean_distance"] == pytest.approx(np.sqrt(2) / 2)
 
 
