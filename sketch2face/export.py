@@ -236,6 +236,9 @@ def model_card(generator: UNetGenerator, train_state: dict, metrics: dict | None
 def export(checkpoint: Path | list[Path], out_dir: Path, metrics_path: Path | None = None) -> Path:
     """One checkpoint exports as it is; several export as their weight average."""
     checkpoints = [checkpoint] if isinstance(checkpoint, Path) else list(checkpoint)
+    missing = [str(path) for path in checkpoints if not path.is_file()]
+    if missing:
+        raise ValueError(f"no checkpoint file at {', '.join(missing)}")
     if len(checkpoints) == 1:
         generator, state = generator_from_checkpoint(checkpoints[0])
         stages = training_stages(checkpoints[0])

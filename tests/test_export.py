@@ -59,3 +59,10 @@ def test_checkpoints_of_one_lineage_export_as_their_weight_average_and_others_ar
     assert result.returncode == 2
     assert "cannot average generators that were not fine-tuned from one common run" in result.stderr
     assert "Traceback" not in result.stderr and not (tmp_path / "refused").exists()
+
+
+def test_a_missing_checkpoint_is_refused_in_one_line(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "sketch2face.export", "--checkpoint", str(tmp_path / "gone.pt"),
+                             "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and f"no checkpoint file at {tmp_path / 'gone.pt'}" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "out").exists()
