@@ -41,20 +41,15 @@ def generator_from_checkpoint(checkpoint: Path) -> tuple[UNetGenerator, dict]:
 
 
 def average_generators(checkpoints: list[Path]) -> tuple[UNetGenerator, dict]:
-    """The uniform weight average of generators that share a training lineage.
-
-    Fine-tunes of one another sit in one basin of the loss, so their average lies between them
-    instead of off a cliff; independently initialised networks would average to noise, hence the
-    lineage check. Batch-norm running statistics are averaged too; integer counters are kept.
+    """The uniform weight average of generators that share a training lineage (`averaged_stages`
+    checks that). Fine-tunes of one another sit in one basin of the loss, so their average lies
+    between them instead of off a cliff. Batch-norm running statistics are averaged too; integer
+    counters are kept.
     """
     loaded = [generator_from_checkpoint(checkpoint) for checkpoint in checkpoints]
     shapes = {(state["config"]["ngf"], state["config"]["num_downs"]) for _, state in loaded}
     if len(shapes) > 1:
         raise ValueError(f"cannot average generators of different shapes (ngf, num_downs): {sorted(shapes)}")
-    roots = {(stages[0]["run"] if stages else None) for stages in map(training_stages, checkpoints)}
-    if len(roots) > 1 or None in roots:
-        raise ValueError("cannot average generators that were not fine-tuned from one common run; "
-                         f"their first stages are {sorted(map(str, roots))}")
     generator, first_state = loaded[0]
     states = [candidate.state_dict() for candidate, _ in loaded]
     averaged = {
@@ -97,9 +92,15 @@ def training_stages(checkpoint: Path) -> list[dict]:
 
 
 def averaged_stages(checkpoints: list[Path]) -> list[dict]:
-    """The union of the checkpoints' lineages, oldest first, then one entry for the averaging."""
+    """The union of the checkpoints' lineages, oldest first, then one entry for the averaging.
+    Independently initialised networks would average to noise, so all must share a first stage."""
+    lineages = [training_stages(checkpoint) for checkpoint in checkpoints]
+    roots = {(lineage[0]["run"] if lineage else None) for lineage in lineages}
+    if len(roots) > 1 or None in roots:
+        raise ValueError("cannot average generators that were not fine-tuned from one common run; "
+                         f"their first stages are {sorted(map(str, roots))}")
     stages: list[dict] = []
-    for lineage in sorted(map(training_stages, checkpoints), key=len, reverse=True):
+    for lineage in sorted(lineages, key=len, reverse=True):
         known = [stage.get("run", stage) for stage in stages]
         stages += [stage for stage in lineage if stage.get("run", stage) not in known]
     return stages + [{"average_of": [checkpoint.parent.as_posix() for checkpoint in checkpoints]}]
@@ -243,8 +244,8 @@ def export(checkpoint: Path | list[Path], out_dir: Path, metrics_path: Path | No
         generator, state = generator_from_checkpoint(checkpoints[0])
         stages = training_stages(checkpoints[0])
     else:
+        stages = averaged_stages(checkpoints)  # checks the lineage before any weights are loaded
         generator, state = average_generators(checkpoints)
-        stages = averaged_stages(checkpoints)
     metrics = json.loads(metrics_path.read_text()) if metrics_path else None
     generator.save_pretrained(out_dir)
     (out_dir / STAGES_FILE).write_text(json.dumps(stages, indent=2) + "\n")
