@@ -90,6 +90,24 @@ def identification(generated: np.ndarray, real: np.ndarray) -> dict:
     }
 
 
+# CUHK names its files by sex ("f-005-01", "m-006-01"); 20 of the 100 test people are women.
+CUFS_GROUPS = {"f": "women", "m": "men"}
+
+
+def identity_by_group(names: list[str], ranks: list[int], groups: dict[str, str] = CUFS_GROUPS) -> dict[str, dict]:
+    """Rank-1/rank-5 for each group of faces, still identified among the whole gallery."""
+    by_group = {}
+    for prefix, group in groups.items():
+        group_ranks = [rank for name, rank in zip(names, ranks) if name.startswith(prefix)]
+        if group_ranks:
+            by_group[group] = {
+                "faces": len(group_ranks),
+                "rank1": float(np.mean([rank < 1 for rank in group_ranks])),
+                "rank5": float(np.mean([rank < 5 for rank in group_ranks])),
+            }
+    return by_group
+
+
 @dataclass
 class Pair:
     name: str
@@ -138,6 +156,9 @@ def evaluate_cufs(model: Sketch2Face, embedder: FaceEmbedder, root: Path, split:
     summary["identity"] = identification(np.stack([e for e, _ in fake_results]), real_embeddings)
     summary["identity"]["face_detected"] = float(np.mean([found for _, found in fake_results]))
     summary["raw_sketch_identity"] = identification(np.stack([e for e, _ in sketch_results]), real_embeddings)
+    names = [pair.name for pair in pairs]
+    for key in ("identity", "raw_sketch_identity"):
+        summary[key]["by_group"] = identity_by_group(names, summary[key]["ranks"])
     summary["pairs"] = len(pairs)
     return summary, pairs, fakes
 
@@ -245,6 +266,13 @@ def markdown_table(report: dict) -> str:
     ]
     for name, ssim, psnr, mse in PUBLISHED:
         lines.append(f"| {name}, published | {ssim} | {psnr} | {mse} | | | | |")
+    if identity.get("by_group"):
+        lines += ["", "| CUFS test, by group (among all 100 photos) | faces | rank-1 | rank-5 | raw sketch rank-1 | raw sketch rank-5 |",
+                  "|---|---|---|---|---|---|"]
+        for group, result in identity["by_group"].items():
+            baseline = raw["by_group"][group]
+            lines.append(f"| {group} | {result['faces']} | {result['rank1']:.0%} | {result['rank5']:.0%} | "
+                         f"{baseline['rank1']:.0%} | {baseline['rank5']:.0%} |")
     lines += [
         "",
         "| Held-out faces/canada (40 people), sketch style | rank-1 | rank-5 | mean dist | SSIM | dlib finds a face |",

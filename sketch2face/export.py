@@ -152,6 +152,18 @@ def describe_stages(stages: list[dict]) -> list[str]:
     return lines
 
 
+def group_limits(metrics: dict | None) -> list[str]:
+    """The measured identity gap between groups of test faces, for the card's limits."""
+    identity = (metrics or {}).get("cufs_test", {}).get("identity", {})
+    groups = identity.get("by_group")
+    if not groups:
+        return []
+    raw = metrics["cufs_test"]["raw_sketch_identity"]["by_group"]
+    parts = [f"{result['rank1']:.0%} of the {result['faces']} {group} (their raw sketches: {raw[group]['rank1']:.0%})"
+             for group, result in groups.items()]
+    return [f"- Measured on CUFS test, rank-1 identity differs by group: {'; '.join(parts)}."]
+
+
 def model_card(generator: UNetGenerator, train_state: dict, metrics: dict | None, stages: list[dict] | None = None) -> str:
     config = train_state["config"]
     parameters = count_parameters(generator)
@@ -222,6 +234,7 @@ def model_card(generator: UNetGenerator, train_state: dict, metrics: dict | None
         "  labels); 3DSK is 100 people aged 18-35. Children, older people and under-represented skin tones are",
         "  rendered less faithfully and drift toward the training faces. Backgrounds follow the training",
         "  photos (blue, grey, white).",
+        *group_limits(metrics),
         "- 256x320 output, frontal faces only; profile views, hats, glasses and accessories are out of scope.",
         "- Outputs are synthetic: they must not be presented as photos of real people.",
         "",

@@ -6,7 +6,8 @@ import cv2
 import numpy as np
 import pytest
 
-from sketch2face.evaluate import grid, identification, image_metrics, photo_likeness
+from sketch2face.evaluate import grid, identification, identity_by_group, image_metrics, photo_likeness
+from sketch2face.export import group_limits
 from sketch2face.networks import UNetGenerator
 
 from .test_data import tiny_data_root  # noqa: F401  (fixture)
@@ -22,6 +23,24 @@ def test_identification_ranks():
     assert result["rank1"] == 0.5 and result["rank5"] == 1.0
     assert result["ranks"] == [1, 1, 0, 0]  # each of the first two has the other one nearer
     assert result["mean_distance"] == pytest.approx(np.sqrt(2) / 2)
+
+
+def test_identity_by_group_splits_ranks_against_the_whole_gallery():
+    real = np.eye(4)
+    swapped = real[[1, 0, 2, 3]]  # faces 0 and 1 are each other's nearest
+    ranks = identification(swapped, real)["ranks"]
+    by_group = identity_by_group(["f-1", "m-2", "f-3", "m-4"], ranks)
+    assert by_group == {"women": {"faces": 2, "rank1": 0.5, "rank5": 1.0}, "men": {"faces": 2, "rank1": 0.5, "rank5": 1.0}}
+    assert identity_by_group(["x-1"], [0]) == {}  # names without a group prefix give no breakdown
+
+
+def test_model_card_states_the_measured_group_gap():
+    fake = {"ranks": [0, 3, 0, 0], "by_group": identity_by_group(["f-1", "f-2", "m-3", "m-4"], [0, 3, 0, 0])}
+    raw = {"ranks": [2, 0, 1, 1], "by_group": identity_by_group(["f-1", "f-2", "m-3", "m-4"], [2, 0, 1, 1])}
+    line = group_limits({"cufs_test": {"identity": fake, "raw_sketch_identity": raw}})
+    assert line == ["- Measured on CUFS test, rank-1 identity differs by group: 50% of the 2 women "
+                    "(their raw sketches: 50%); 100% of the 2 men (their raw sketches: 0%)."]
+    assert group_limits(None) == [] and group_limits({"cufs_test": {"identity": {"rank1": 0.5}}}) == []
 
 
 @pytest.mark.filterwarnings("ignore:divide by zero")  # PSNR of identical images is infinite
@@ -52,9 +71,9 @@ def test_grid_letterboxes_mixed_images():
 def complete_tiny_root(root):
     """Add the evaluation folders to the tiny training layout."""
     photo = cv2.resize(synthetic_face(), (200, 250))
-    for index in range(3):
-        cv2.imwrite(str(root / "cufs/test/photos" / f"t-{index}.jpg"), np.roll(photo, index * 5, axis=1))
-        cv2.imwrite(str(root / "cufs/test/sketches" / f"t-{index}.jpg"), cv2.Canny(photo, 50, 100) ^ 255)
+    for index, name in enumerate(("f-0", "m-1", "m-2")):  # CUHK's file names start with the person's sex
+        cv2.imwrite(str(root / "cufs/test/photos" / f"{name}.jpg"), np.roll(photo, index * 5, axis=1))
+        cv2.imwrite(str(root / "cufs/test/sketches" / f"{name}.jpg"), cv2.Canny(photo, 50, 100) ^ 255)
     for folder in ("doodles", "edgemaps"):
         (root / "eval" / folder).mkdir(parents=True)
         cv2.imwrite(str(root / "eval" / folder / "1.jpg"), cv2.Canny(photo, 50, 100))
@@ -74,7 +93,11 @@ def test_evaluate_cli_writes_json_markdown_and_grids(tmp_path, tiny_data_root): 
     assert report["cufs_test"]["pairs"] == 3
     assert 0.0 <= report["cufs_test"]["ssim"] <= 1.0
     assert set(report["canada"]) == {"pencil", "xdog", "edges", "doodle"}
-    assert "| **sketch2face (ours)** |" in (out / "metrics.md").read_text()
+    identity = report["cufs_test"]["identity"]
+    assert {group: result["faces"] for group, result in identity["by_group"].items()} == {"women": 1, "men": 2}
+    assert identity["by_group"]["men"]["rank1"] == np.mean([rank == 0 for rank in identity["ranks"][1:]])
+    table = (out / "metrics.md").read_text()
+    assert "| **sketch2face (ours)** |" in table and "| women | 1 |" in table and "| men | 2 |" in table
     for name in ("grid_cufs_test.png", "grid_canada.png", "grid_doodles.png", "grid_edgemaps.png"):
         assert cv2.imread(str(out / name)) is not None
 
