@@ -38,8 +38,9 @@ def test_model_card_states_the_measured_group_gap():
     fake = {"ranks": [0, 3, 0, 0], "by_group": identity_by_group(["f-1", "f-2", "m-3", "m-4"], [0, 3, 0, 0])}
     raw = {"ranks": [2, 0, 1, 1], "by_group": identity_by_group(["f-1", "f-2", "m-3", "m-4"], [2, 0, 1, 1])}
     line = group_limits({"cufs_test": {"identity": fake, "raw_sketch_identity": raw}})
-    assert line == ["- Measured on CUFS test, rank-1 identity differs by group: 50% of the 2 women "
-                    "(their raw sketches: 50%); 100% of the 2 men (their raw sketches: 0%)."]
+    assert "\n".join(line) == ("- Measured on CUFS test, rank-1 identity differs by group:\n"
+                              "  50% of the 2 women (their raw sketches: 50%);\n"
+                              "  100% of the 2 men (their raw sketches: 0%).")
     assert group_limits(None) == [] and group_limits({"cufs_test": {"identity": {"rank1": 0.5}}}) == []
 
 
