@@ -267,8 +267,11 @@ def markdown_table(report: dict) -> str:
     for name, ssim, psnr, mse in PUBLISHED:
         lines.append(f"| {name}, published | {ssim} | {psnr} | {mse} | | | | |")
     if identity.get("by_group"):
-        lines += ["", "| CUFS test, by group (among all 100 photos) | faces | rank-1 | rank-5 | raw sketch rank-1 | raw sketch rank-5 |",
-                  "|---|---|---|---|---|---|"]
+        lines += [
+            "",
+            "| CUFS test, by group (among all 100 photos) | faces | rank-1 | rank-5 | raw sketch rank-1 | raw sketch rank-5 |",
+            "|---|---|---|---|---|---|",
+        ]
         for group, result in identity["by_group"].items():
             baseline = raw["by_group"][group]
             lines.append(f"| {group} | {result['faces']} | {result['rank1']:.0%} | {result['rank5']:.0%} | "

@@ -161,7 +161,8 @@ def group_limits(metrics: dict | None) -> list[str]:
     raw = metrics["cufs_test"]["raw_sketch_identity"]["by_group"]
     parts = [f"{result['rank1']:.0%} of the {result['faces']} {group} (their raw sketches: {raw[group]['rank1']:.0%})"
              for group, result in groups.items()]
-    return ["- Measured on CUFS test, rank-1 identity differs by group:", *[f"  {part};" for part in parts[:-1]], f"  {parts[-1]}."]
+    return ["- Measured on CUFS test, rank-1 identity differs by group:", *(f"  {part};" for part in parts[:-1]),
+            f"  {parts[-1]}."]
 
 
 def model_card(generator: UNetGenerator, train_state: dict, metrics: dict | None, stages: list[dict] | None = None) -> str:
