@@ -317,7 +317,7 @@ def competing_processes() -> list[str]:
     found = []
     for process in psutil.process_iter(["pid", "cmdline", "cpu_percent"]):
         cmdline = " ".join(process.info["cmdline"] or [])
-        if "sketch2face.train" in cmdline and process.pid != os.getpid():
+        if "sketch2face.training.train" in cmdline and process.pid != os.getpid():
             found.append(f"pid {process.pid}: {cmdline[:80]}")
     return found
 
@@ -353,7 +353,7 @@ def report(results: dict, args: argparse.Namespace) -> str:
         f"{args.threads} torch thread(s)",
     ]
     busy = results["competing"]
-    lines.append("CPU contention: " + ("; ".join(busy) if busy else "none detected (no sketch2face.train running)"))
+    lines.append("CPU contention: " + ("; ".join(busy) if busy else "none detected (no sketch2face.training.train running)"))
     lines += ["", "| measurement | median | goal | verdict |", "|---|---|---|---|"]
     generator = results["generator"]
     timings = generator["timings"]

@@ -84,7 +84,7 @@ GFPGAN_TEMPLATE_5 = np.array(
     [[192.98138, 239.94708], [318.90277, 240.1936], [256.63416, 314.01935], [201.26117, 371.41043], [313.08905, 371.15118]]
 )
 # The same five points on the generator's 256x320 canvas: mean over the 300 training faces
-# (CUFS train + Face Research Lab sets, aligned to the canvas as in sketch2face.data) of dlib's
+# (CUFS train + Face Research Lab sets, aligned to the canvas as in sketch2face.training.data) of dlib's
 # 68-point landmarks (eye = mean of its 6 points, nose tip = 30, mouth corners = 48 and 54).
 CANVAS_TEMPLATE_5 = np.array([[94.7, 164.0], [160.5, 164.3], [127.7, 197.6], [101.6, 235.8], [153.9, 235.7]])
 FACE_SIZE = 512

@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from sketch2face import data, preprocess
-from sketch2face.data import FaceRecord, SketchPhotoDataset
+from sketch2face import preprocess
+from sketch2face.training import data
+from sketch2face.training.data import FaceRecord, SketchPhotoDataset
 
 from .test_styles import landmarks_for, synthetic_face
 

@@ -6,8 +6,8 @@ import cv2
 import numpy as np
 import pytest
 
-from sketch2face.evaluate import grid, identification, identity_by_group, image_metrics, photo_likeness
-from sketch2face.export import group_limits
+from sketch2face.training.evaluate import grid, identification, identity_by_group, image_metrics, photo_likeness
+from sketch2face.training.export import group_limits
 from sketch2face.networks import UNetGenerator
 
 from .test_data import tiny_data_root  # noqa: F401  (fixture)
@@ -86,7 +86,7 @@ def test_evaluate_cli_writes_json_markdown_and_grids(tmp_path, tiny_data_root): 
     UNetGenerator(ngf=4, num_downs=6).save_pretrained(model_dir)
     root = complete_tiny_root(tiny_data_root)
     out = tmp_path / "eval"
-    command = [sys.executable, "-m", "sketch2face.evaluate", "--model", str(model_dir), "--out", str(out),
+    command = [sys.executable, "-m", "sketch2face.training.evaluate", "--model", str(model_dir), "--out", str(out),
                "--data-root", str(root)]
     finished = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert finished.returncode == 0, finished.stderr[-2000:]
@@ -109,7 +109,7 @@ def test_select_compares_candidates_on_cufs_train_without_reading_test(tmp_path,
     # No cufs/test folder at all: selection must not need it.
     assert not any((tiny_data_root / "cufs" / "test" / "photos").iterdir())
     out = tmp_path / "select"
-    command = [sys.executable, "-m", "sketch2face.evaluate", "--select", str(tmp_path / "a"), str(tmp_path / "b"),
+    command = [sys.executable, "-m", "sketch2face.training.evaluate", "--select", str(tmp_path / "a"), str(tmp_path / "b"),
                "--out", str(out), "--data-root", str(tiny_data_root)]
     finished = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert finished.returncode == 0, finished.stderr[-2000:]

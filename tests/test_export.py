@@ -7,9 +7,9 @@ import sys
 
 import torch
 
-from sketch2face.export import STAGES_FILE, export
+from sketch2face.training.export import STAGES_FILE, export
 from sketch2face.networks import UNetGenerator
-from sketch2face.train import TrainConfig, train
+from sketch2face.training.train import TrainConfig, train
 
 from .test_data import tiny_data_root  # noqa: F401  (fixture)
 
@@ -44,7 +44,7 @@ def test_checkpoints_of_one_lineage_export_as_their_weight_average_and_others_ar
     card = (folder / "README.md").read_text()
     assert "Stage 2, fine-tuned from the stage before" in card
     assert "the final generators of stage 1 and stage 2 were averaged weight by weight" in card
-    assert f"python -m sketch2face.export --checkpoint {base} {tune}" in card
+    assert f"python -m sketch2face.training.export --checkpoint {base} {tune}" in card
 
     # A second branch from stage 1 says which stage it started from; the average is described once.
     branch = quick_run(tmp_path / "branch", tiny_data_root, seed=2, init_from=base)
@@ -54,7 +54,7 @@ def test_checkpoints_of_one_lineage_export_as_their_weight_average_and_others_ar
 
     # Networks trained from different starts would average to noise: refused, in one line.
     other = quick_run(tmp_path / "other", tiny_data_root, seed=3)
-    result = subprocess.run([sys.executable, "-m", "sketch2face.export", "--checkpoint", str(tune), str(other),
+    result = subprocess.run([sys.executable, "-m", "sketch2face.training.export", "--checkpoint", str(tune), str(other),
                              "--out", str(tmp_path / "refused")], capture_output=True, text=True, timeout=120)
     assert result.returncode == 2
     assert "cannot average generators that were not fine-tuned from one common run" in result.stderr
@@ -62,7 +62,7 @@ def test_checkpoints_of_one_lineage_export_as_their_weight_average_and_others_ar
 
 
 def test_a_missing_checkpoint_is_refused_in_one_line(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "sketch2face.export", "--checkpoint", str(tmp_path / "gone.pt"),
+    result = subprocess.run([sys.executable, "-m", "sketch2face.training.export", "--checkpoint", str(tmp_path / "gone.pt"),
                              "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and f"no checkpoint file at {tmp_path / 'gone.pt'}" in result.stderr
     assert "Traceback" not in result.stderr and not (tmp_path / "out").exists()

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from sketch2face import styles
+from sketch2face.training import styles
 
 
 def synthetic_face(height=320, width=256):

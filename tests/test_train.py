@@ -8,7 +8,7 @@ import torch
 from accelerate import Accelerator
 
 from sketch2face.networks import UNetGenerator
-from sketch2face.train import Pix2PixTrainer, TrainConfig, _elapsed_in_earlier_runs, budgeted_progress, face_l1
+from sketch2face.training.train import Pix2PixTrainer, TrainConfig, _elapsed_in_earlier_runs, budgeted_progress, face_l1
 
 from .test_data import tiny_data_root  # noqa: F401  (fixture)
 from .test_styles import synthetic_face
@@ -94,7 +94,7 @@ def test_checkpoint_round_trip_restores_weights_and_step(tmp_path):
 
 
 def test_train_cli_quick_runs_saves_and_resumes(tmp_path, tiny_data_root):  # noqa: F811
-    command = [sys.executable, "-m", "sketch2face.train", "--quick", "--out", str(tmp_path / "run"),
+    command = [sys.executable, "-m", "sketch2face.training.train", "--quick", "--out", str(tmp_path / "run"),
                "--data-root", str(tiny_data_root), "--with-landmarks", "false"]
     first = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert first.returncode == 0, first.stderr[-2000:]
@@ -111,7 +111,7 @@ def test_train_cli_quick_runs_saves_and_resumes(tmp_path, tiny_data_root):  # no
 
 
 def test_train_cli_fine_tunes_from_another_run(tmp_path, tiny_data_root):  # noqa: F811
-    base = [sys.executable, "-m", "sketch2face.train", "--quick", "--data-root", str(tiny_data_root),
+    base = [sys.executable, "-m", "sketch2face.training.train", "--quick", "--data-root", str(tiny_data_root),
             "--with-landmarks", "false"]
     first = subprocess.run(base + ["--out", str(tmp_path / "base")], capture_output=True, text=True, timeout=300)
     assert first.returncode == 0, first.stderr[-2000:]
@@ -136,7 +136,7 @@ def test_train_cli_fine_tunes_from_another_run(tmp_path, tiny_data_root):  # noq
     assert all(torch.equal(start[name], copied[name]) for name in start)
 
     # The model card of the fine-tuned export lists both stages and how to rerun each.
-    from sketch2face.export import export
+    from sketch2face.training.export import export
     card = (export(tmp_path / "tune" / "checkpoint.pt", tmp_path / "card") / "README.md").read_text()
     assert "Stage 1, from scratch" in card and "Stage 2, fine-tuned from the stage before" in card
     assert f"--init-from {tmp_path / 'base' / 'checkpoint.pt'}" in card and "--cufs-repeats 2" in card
@@ -176,9 +176,9 @@ def test_channels_last_training_exports_plain_safetensors(tmp_path):
 
 def test_train_cli_fine_tunes_from_an_exported_generator_folder(tmp_path, tiny_data_root):  # noqa: F811
     """weights/ holds no discriminator: a fine-tune from it starts D afresh and keeps the history."""
-    from sketch2face.export import STAGES_FILE, export
+    from sketch2face.training.export import STAGES_FILE, export
 
-    base = [sys.executable, "-m", "sketch2face.train", "--quick", "--data-root", str(tiny_data_root),
+    base = [sys.executable, "-m", "sketch2face.training.train", "--quick", "--data-root", str(tiny_data_root),
             "--with-landmarks", "false"]
     first = subprocess.run(base + ["--out", str(tmp_path / "base")], capture_output=True, text=True, timeout=300)
     assert first.returncode == 0, first.stderr[-2000:]
@@ -212,7 +212,7 @@ def test_train_cli_fine_tunes_from_an_exported_generator_folder(tmp_path, tiny_d
 def test_train_cli_rejects_an_unusable_init_source_in_one_line(tmp_path, make_source):
     """A missing path, or a folder without an exported generator, fails before any data is read."""
     source = make_source(tmp_path)
-    result = subprocess.run([sys.executable, "-m", "sketch2face.train", "--quick", "--out", str(tmp_path / "run"),
+    result = subprocess.run([sys.executable, "-m", "sketch2face.training.train", "--quick", "--out", str(tmp_path / "run"),
                              "--data-root", str(tmp_path / "no-data-here"), "--init-from", str(source)],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode != 0

@@ -1,10 +1,10 @@
 """Train the pix2pix sketch-to-face model.
 
-    python -m sketch2face.train --out runs/main              # the full configuration
-    python -m sketch2face.train --out runs/main --resume     # carry on from the last checkpoint
-    python -m sketch2face.train --out runs/tune --init-from runs/main/checkpoint.pt ...  # fine-tune
-    python -m sketch2face.train --quick --out /tmp/smoke     # seconds: the smoke test config
-    accelerate launch -m sketch2face.train --device cuda ... # one or many GPUs
+    python -m sketch2face.training.train --out runs/main              # the full configuration
+    python -m sketch2face.training.train --out runs/main --resume     # carry on from the last checkpoint
+    python -m sketch2face.training.train --out runs/tune --init-from runs/main/checkpoint.pt ...  # fine-tune
+    python -m sketch2face.training.train --quick --out /tmp/smoke     # seconds: the smoke test config
+    accelerate launch -m sketch2face.training.train --device cuda ... # one or many GPUs
 
 The objective is pix2pix's: G* = arg min_G max_D  L_cGAN(G, D) + lambda * L_L1(G), lambda = 100,
 plus an optional extra L1 on the inner face only (--lambda-face), where a person's identity is.
@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from . import data
-from .networks import GANLoss, PatchDiscriminator, UNetGenerator, init_weights
+from ..networks import GANLoss, PatchDiscriminator, UNetGenerator, init_weights
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """Export a training checkpoint as a Hugging Face model folder with a model card.
 
-    python -m sketch2face.export --checkpoint runs/main/checkpoint.pt --out weights \
+    python -m sketch2face.training.export --checkpoint runs/main/checkpoint.pt --out weights \
         --metrics outputs/eval/metrics.json
 
 writes weights/config.json + weights/model.safetensors + weights/README.md (the model card) and
@@ -8,7 +8,7 @@ weights/training_stages.json (the runs that made it, read again when a fine-tune
 Several checkpoints of one lineage (fine-tuned from one another) export as their uniform weight
 average, a "model soup":
 
-    python -m sketch2face.export --checkpoint runs/stage4/checkpoint.pt runs/stage5/checkpoint.pt --out weights
+    python -m sketch2face.training.export --checkpoint runs/stage4/checkpoint.pt runs/stage5/checkpoint.pt --out weights
 
 Publishing is one more step, with a write token (not possible on the offline build machines):
 
@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 
 from .data import CUFS_STYLE_WEIGHTS
-from .networks import UNetGenerator, count_parameters
+from ..networks import UNetGenerator, count_parameters
 from .train import TrainConfig
 
 
@@ -117,7 +117,7 @@ def train_command(stage: dict) -> str:
     for name, value in stage["config"].items():
         if name in defaults and value != defaults[name]:
             flags.append(f"--{name.replace('_', '-')} {str(value).lower() if isinstance(value, bool) else value}")
-    return "python -m sketch2face.train " + " ".join(flags)
+    return "python -m sketch2face.training.train " + " ".join(flags)
 
 
 def describe_stages(stages: list[dict]) -> list[str]:
@@ -128,7 +128,7 @@ def describe_stages(stages: list[dict]) -> list[str]:
             runs = [f"stage {numbers[run]}" if run in numbers else run for run in stage["average_of"]]
             checkpoints = " ".join(f"{run}/checkpoint.pt" for run in stage["average_of"])
             lines += [f"- Then the final generators of {' and '.join(runs)} were averaged weight by weight (uniform",
-                      f"  weights). `python -m sketch2face.export --checkpoint {checkpoints}`"]
+                      f"  weights). `python -m sketch2face.training.export --checkpoint {checkpoints}`"]
             continue
         number = numbers[stage["run"]] = len(numbers) + 1
         config = stage["config"]
@@ -226,7 +226,7 @@ def model_card(generator: UNetGenerator, train_state: dict, metrics: dict | None
         for style, result in metrics["canada"].items():
             lines.append(f"| {style} | {result['rank1']:.0%} | {result['rank5']:.0%} | {result['mean_distance']:.3f} |")
     else:
-        lines.append("Run `python -m sketch2face.evaluate` and re-export with `--metrics` to fill this in.")
+        lines.append("Run `python -m sketch2face.training.evaluate` and re-export with `--metrics` to fill this in.")
     lines += [
         "",
         "## Limits and bias",
@@ -272,7 +272,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--checkpoint", type=Path, nargs="+", default=[Path("runs/main/checkpoint.pt")],
                         help="one checkpoint.pt, or several of one lineage to export their weight average")
     parser.add_argument("--out", type=Path, default=Path("weights"))
-    parser.add_argument("--metrics", type=Path, default=None, help="metrics.json from sketch2face.evaluate")
+    parser.add_argument("--metrics", type=Path, default=None, help="metrics.json from sketch2face.training.evaluate")
     args = parser.parse_args(argv)
     try:
         print(export(args.checkpoint, args.out, args.metrics))

@@ -1,8 +1,8 @@
 """Evaluate a generator on the held-out data and write JSON + Markdown + image grids.
 
-    python -m sketch2face.evaluate                       # the bundled weights/
-    python -m sketch2face.evaluate --model runs/main/generator --out outputs/eval
-    python -m sketch2face.evaluate --select runs/a/generator runs/b/generator   # choose on CUFS *train*
+    python -m sketch2face.training.evaluate                       # the bundled weights/
+    python -m sketch2face.training.evaluate --model runs/main/generator --out outputs/eval
+    python -m sketch2face.training.evaluate --select runs/a/generator runs/b/generator   # choose on CUFS *train*
 
 Benchmark: CUFS test, all 100 pairs. Every generated face is mapped back to the sketch's frame
 by the pipeline, resized to the photo's 200x250 with area averaging, and compared in RGB:
@@ -37,7 +37,7 @@ from skimage.metrics import mean_squared_error, peak_signal_noise_ratio, structu
 
 from . import data, styles
 from .data import CUFS_SIZE
-from .pipeline import Sketch2Face
+from ..pipeline import Sketch2Face
 
 PUBLISHED = [
     ("pix2pix (seed paper)", "0.862", "30.93", "52.9"),

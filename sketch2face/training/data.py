@@ -24,9 +24,10 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from . import preprocess, styles
-from .errors import InputError
-from .preprocess import CANVAS_EYES, CANVAS_SIZE
+from .. import preprocess
+from . import styles
+from ..errors import InputError
+from ..preprocess import CANVAS_EYES, CANVAS_SIZE
 
 HELD_OUT = ("cufs/test", "faces/canada", "eval")
 TRAIN_FACE_FOLDERS = ("london_neutral", "3dsk", "composite")
@@ -37,7 +38,7 @@ def default_data_root() -> Path:
     """$SKETCH2FACE_DATA, else ../shared/data next to the repository."""
     if os.environ.get("SKETCH2FACE_DATA"):
         return Path(os.environ["SKETCH2FACE_DATA"])
-    return Path(__file__).resolve().parents[2] / "shared" / "data"
+    return Path(__file__).resolve().parents[3] / "shared" / "data"
 
 
 def _refuse_held_out(path: Path, root: Path, allow_held_out: bool) -> None:
