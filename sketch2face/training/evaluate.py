@@ -19,6 +19,13 @@ rank-5) and the mean distance to its own photo is reported (dlib's same-person t
 The same identity figures are computed on faces/canada (held out, 40 people) for each synthetic
 sketch style. Images from the data folder are never written into the repository: the grids
 go to --out (git-ignored ``outputs/`` by default).
+
+Realism is KID x1000 (``kid.py``: ImageNet MobileNetV2 pooled features, cubic polynomial kernel,
+unbiased, each whole image resized to 224x224): the CUFS test outputs against the CUFS
+train photos; and the outputs for the eval doodles + edge maps and for synthetic doodles of the
+Canada photos against the London neutral + 3DSK photos (all on the canvas framing: outputs as
+the generator makes them, photos aligned by their pupils). Real photos in the same comparisons
+give the reference floor. Lower is better.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,8 +43,9 @@ import numpy as np
 from PIL import Image
 from skimage.metrics import mean_squared_error, peak_signal_noise_ratio, structural_similarity
 
-from . import data, styles
+from . import data, kid, styles
 from .data import CUFS_SIZE
+from .. import preprocess
 from ..pipeline import Sketch2Face
 
 PUBLISHED = [
@@ -227,6 +236,57 @@ def photo_likeness(image: np.ndarray) -> dict[str, float]:
     }
 
 
+# KID comparisons: (what is generated, what it is judged against). The references are real photos.
+KID_ROWS = {
+    "cufs_test": "CUFS test outputs vs CUFS train photos",
+    "eval_sketches": "eval doodles + edge maps outputs vs London neutral + 3DSK photos",
+    "canada_doodles": "synthetic Canada doodle outputs vs London neutral + 3DSK photos",
+    "doodles_all": "eval doodles + edge maps + Canada doodle outputs vs London neutral + 3DSK photos",
+    "reference_cufs_photos": "reference: real CUFS test photos vs CUFS train photos",
+    "reference_canada_photos": "reference: real Canada photos vs London neutral + 3DSK photos",
+}
+
+
+def _kid_row(judge_real: np.ndarray, judge_fake: np.ndarray) -> dict:
+    row = {"generated": int(len(judge_fake)), "real": int(len(judge_real))}
+    try:
+        row["kid_x1000"] = kid.kid_x1000(judge_real, judge_fake)
+    except ValueError as error:  # too few images (tiny test data)
+        row["kid_x1000"], row["note"] = None, str(error)
+    return row
+
+
+def evaluate_kid(model: Sketch2Face, root: Path, cufs_pairs: list, cufs_fakes: list, canada_samples: dict,
+                 unpaired: dict) -> dict:
+    """KID x1000 of the generator's outputs (see KID_ROWS), with real-photo references."""
+    try:
+        judge = kid.MobileNetJudge()
+    except (ImportError, FileNotFoundError, ValueError) as error:
+        print(f"warning: KID skipped: {error}", file=sys.stderr)
+        return {"skipped": str(error)}
+    cufs_train = judge.features([data.read_rgb(path) for path in sorted((root / "cufs" / "train" / "photos").glob("*.jpg"))])
+    photos = judge.features([record.photo for record in data.load_faces(("london_neutral", "3dsk"), root=root)])
+    sketches = [pair.sketch for pairs, _ in unpaired.values() for pair in pairs]
+    # The canvas outputs, the framing the London/3DSK photos are aligned to (the pipeline's output
+    # is mapped back into each drawing's own frame).
+    eval_outputs = judge.features([model.generate_canvas(preprocess.normalise(sketch).canvas) for sketch in sketches])
+    canada_pairs, canada_fakes = canada_samples["doodle"]
+    canada_outputs = judge.features(canada_fakes)
+    rows = {
+        "cufs_test": _kid_row(cufs_train, judge.features(cufs_fakes)),
+        "eval_sketches": _kid_row(photos, eval_outputs),
+        "canada_doodles": _kid_row(photos, canada_outputs),
+        "doodles_all": _kid_row(photos, np.concatenate([eval_outputs, canada_outputs])),
+        "reference_cufs_photos": _kid_row(cufs_train, judge.features([pair.photo for pair in cufs_pairs])),
+        "reference_canada_photos": _kid_row(photos, judge.features([pair.photo for pair in canada_pairs])),
+    }
+    for name, row in rows.items():
+        row["comparison"] = KID_ROWS[name]
+    definition = ("unbiased MMD^2 x1000, kernel (x.y/1280 + 1)^3, MobileNetV2 (224, quant) pooled features via "
+                  "ai-edge-litert built-in kernels; each whole image resized to 224x224 (aspect not kept)")
+    return {"definition": definition, **rows}
+
+
 # -- grids ---------------------------------------------------------------------------
 
 
@@ -289,7 +349,23 @@ def markdown_table(report: dict) -> str:
     lines += ["", "| Unpaired eval sketches | count | mean saturation | mid-tone fraction |", "|---|---|---|---|"]
     for folder, result in report["unpaired"].items():
         lines.append(f"| {folder} | {result['count']} | {result['mean_saturation']:.3f} | {result['midtone_fraction']:.2f} |")
+    lines += kid_table(report.get("kid"))
     return "\n".join(lines) + "\n"
+
+
+def kid_table(result: dict | None) -> list[str]:
+    """The KID rows of metrics.md (lower is better; nothing when KID was not run)."""
+    if not result:
+        return []
+    if "skipped" in result:
+        return ["", f"KID x1000 was not measured: {result['skipped']}"]
+    lines = ["", "| Realism, KID x1000 (MobileNetV2 features; lower is better) | generated | real | KID x1000 |",
+             "|---|---|---|---|"]
+    for name in KID_ROWS:
+        row = result[name]
+        value = "n/a" if row["kid_x1000"] is None else f"{row['kid_x1000']:.0f}"
+        lines.append(f"| {row['comparison']} | {row['generated']} | {row['real']} | {value} |")
+    return lines
 
 
 def run(model_path: str | None, out_dir: Path, root: Path | None = None) -> dict:
@@ -315,6 +391,7 @@ def run(model_path: str | None, out_dir: Path, root: Path | None = None) -> dict
             **{key: float(np.mean([entry[key] for entry in likeness])) for key in likeness[0]},
             "per_image": likeness,
         }
+    report["kid"] = evaluate_kid(model, root, cufs_pairs, cufs_fakes, canada_samples, unpaired)
     report["seconds"] = round(time.monotonic() - started, 1)
 
     out_dir.mkdir(parents=True, exist_ok=True)
