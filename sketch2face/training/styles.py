@@ -266,12 +266,16 @@ def _hair_spikes(ink, region, face, pen, rng) -> None:
         points.append([tip_x, np.interp(tip_x, xs, tops) - height * rng.uniform(0.6, 1.2)])
     points.append([bases[-1], np.interp(bases[-1], xs, tops) + 0.05 * height])
     pen.stroke(ink, np.array(points), rng)
-    if rng.random() < 0.6:  # the sides, down to the ears
-        outline = _outline_points(region)
+    if rng.random() < 0.6:  # the sides: the hair's outer edge from the temples down
+        centre = int(round(face.centre_x))
         for side in (-1, 1):
-            part = outline[(np.sign(outline[:, 0] - face.centre_x) == side) & (outline[:, 1] > face.brow_y - 0.3 * face.height)]
-            if len(part) >= 2:
-                pen.stroke(ink, part[np.argsort(part[:, 1])], rng)
+            half = region[:, :centre] if side < 0 else region[:, centre:]
+            rows = np.nonzero(half.any(1))[0]
+            rows = rows[rows > face.brow_y - 0.3 * face.height][::4]
+            if len(rows) < 2:
+                continue
+            edge = half[rows].argmax(1) if side < 0 else centre + half.shape[1] - 1 - half[rows, ::-1].argmax(1)
+            pen.stroke(ink, np.stack([edge, rows], 1).astype(np.float64), rng)
 
 
 def _hair_strands(ink, region, face, pen, rng) -> None:
