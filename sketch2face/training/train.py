@@ -52,16 +52,17 @@ class TrainConfig:
     decay_from_epoch: int = 40  # learning rate decays linearly to 0 after this epoch
     lr: float = 2e-4
     beta1: float = 0.5
-    # Loss weights. The terms start at about: G_L1 0.5, G_feat 0.1-0.5, G_perceptual 1 (it is
-    # normalised per layer), G_identity 0.3-0.6, G_GAN 0.25-1. pix2pix's L1 weight of 100 made L1
-    # outweigh everything else ~20:1 and the generator painted the smeared mean face; at 20 it
-    # still anchors colours and layout (SSIM), while the feature terms decide the texture.
+    # Loss weights. Unweighted, at the first step of the --quick smoke run on the real data: L1 0.52,
+    # feature matching 0.31, LSGAN G 1.0. pix2pix's L1 weight of 100 makes that 52 against ~1 for
+    # every other term, and stage 4 painted a smeared mean face; at 20 (~10 at the start) L1 still
+    # anchors colours and layout (SSIM) while the feature terms (~3, and ~10 for the perceptual term,
+    # normalised to start near 1) decide the texture.
     lambda_gan: float = 1.0
     lambda_l1: float = 20.0
     lambda_feat: float = 10.0  # pix2pixHD's weight for discriminator feature matching
-    lambda_perceptual: float = 10.0  # pix2pixHD's weight for its VGG term, which is on a similar scale
-    # Identity: strong enough to matter (x5 ~ 2 at the start), below the 10 whose probe run memorised
-    # the 88 CUFS people (../shared/models/README.md); this data has ~400 identities and augmentation.
+    lambda_perceptual: float = 10.0  # pix2pixHD's VGG weight; objectives.perceptual_loss starts near 1 (per-layer normalised)
+    # Identity, 1 - SFace cosine: ~0.47 for stage 4's outputs on CUFS train (../shared/models/README.md),
+    # so ~2.4 weighted. Half the 10 whose 88-person probe memorised its people; here ~400 people, augmented.
     lambda_identity: float = 5.0
     lambda_face: float = 0.0  # extra L1 on the inner face (landmark hull); 0 = plain pix2pix
     seed: int = 0
