@@ -2,17 +2,27 @@
 
 - :class:`UNetGenerator`: encoder-decoder with a skip connection from every encoder level to
   the decoder level of the same size. It loads and saves through huggingface_hub's
-  ``PyTorchModelHubMixin`` (config.json + model.safetensors).
+  ``PyTorchModelHubMixin`` (config.json + model.safetensors). Two options, both off in an old
+  config.json (a missing key means the original network):
+  ``upsample="resize"`` doubles the size by bilinear resizing and then a 3x3 convolution instead
+  of a transposed convolution, whose uneven kernel overlap paints a checkerboard (Odena et al.,
+  "Deconvolution and Checkerboard Artifacts", Distill 2016); ``output_scale=2`` adds a small
+  refiner after the U-Net that returns the face at twice the canvas size (512x640).
 - :class:`PatchDiscriminator`: conditional 70x70 PatchGAN; it judges (sketch, photo) pairs
-  patch by patch.
+  patch by patch. :class:`MultiScalePatchDiscriminator` runs one per image scale (pix2pixHD);
+  both hand out their intermediate features for feature matching.
 - :class:`GANLoss`: the adversarial term of the pix2pix objective.
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from huggingface_hub import PyTorchModelHubMixin
 from torch import nn
+
+UPSAMPLING = ("transposed", "resize")
+OUTPUT_SCALES = (1, 2)
 
 
 def _down(in_channels: int, out_channels: int, normalise: bool = True) -> nn.Sequential:
@@ -23,9 +33,17 @@ def _down(in_channels: int, out_channels: int, normalise: bool = True) -> nn.Seq
     return nn.Sequential(*layers)
 
 
-def _up(in_channels: int, out_channels: int, dropout: bool) -> nn.Sequential:
+def _upsample_conv(in_channels: int, out_channels: int, upsample: str, bias: bool) -> list[nn.Module]:
+    """x2 in each direction: a transposed 4x4 convolution, or a bilinear resize then a 3x3 convolution."""
+    if upsample == "transposed":
+        return [nn.ConvTranspose2d(in_channels, out_channels, 4, stride=2, padding=1, bias=bias)]
+    return [nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False),
+            nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=bias)]
+
+
+def _up(in_channels: int, out_channels: int, dropout: bool, upsample: str = "transposed") -> nn.Sequential:
     layers: list[nn.Module] = [
-        nn.ConvTranspose2d(in_channels, out_channels, 4, stride=2, padding=1, bias=False),
+        *_upsample_conv(in_channels, out_channels, upsample, bias=False),
         nn.BatchNorm2d(out_channels),
     ]
     if dropout:
@@ -44,8 +62,15 @@ class UNetGenerator(
 ):
     """U-Net generator: ``num_downs`` stride-2 levels, widths ngf * (1, 2, 4, 8, 8, ...).
 
-    Inputs are sketches in [-1, 1] (1 channel); outputs are photos in [-1, 1] (3 channels).
-    Height and width must be multiples of 2**num_downs.
+    Inputs are sketches in [-1, 1] (1 channel); outputs are photos in [-1, 1] (3 channels),
+    ``output_scale`` times the input's height and width. Height and width must be multiples of
+    2**num_downs.
+
+    ``upsample``: "transposed" (pix2pix's transposed convolutions) or "resize" (bilinear x2, then
+    a 3x3 convolution: no checkerboard). ``output_scale=2``: the last decoder level keeps
+    ``ngf // 2`` (at least 8) feature channels at the canvas size instead of painting the image there; a
+    refiner then sees them with the sketch itself, resizes x2 and paints at twice the size with
+    two narrow 3x3 convolutions, cheap enough at 512x640 (``benchmarks/generator_latency.py``).
     """
 
     def __init__(
@@ -56,11 +81,21 @@ class UNetGenerator(
         num_downs: int = 6,
         dropout_levels: int = 3,
         canvas_size: tuple[int, int] = (256, 320),
+        upsample: str = "transposed",
+        output_scale: int = 1,
     ):
         super().__init__()
+        if upsample not in UPSAMPLING:
+            raise ValueError(f"upsample must be one of {UPSAMPLING}, not {upsample!r}")
+        if output_scale not in OUTPUT_SCALES:
+            raise ValueError(f"output_scale must be one of {OUTPUT_SCALES}, not {output_scale!r}")
+        if output_scale != 1 and upsample != "resize":
+            raise ValueError("output_scale=2 needs upsample='resize' (its refiner resizes, it has no transposed path)")
         self.in_channels = in_channels
         self.num_downs = num_downs
         self.canvas_size = tuple(canvas_size)
+        self.upsample = upsample
+        self.output_scale = output_scale
         widths = [ngf * min(2**level, 8) for level in range(num_downs)]
 
         self.encoder = nn.ModuleList()
@@ -75,11 +110,20 @@ class UNetGenerator(
         for level in reversed(range(1, num_downs)):
             incoming = widths[level] if level == num_downs - 1 else widths[level] * 2
             dropout = level >= num_downs - dropout_levels
-            self.decoder.append(_up(incoming, widths[level - 1], dropout))
-        self.to_image = nn.Sequential(
-            nn.ConvTranspose2d(widths[0] * 2, out_channels, 4, stride=2, padding=1),
-            nn.Tanh(),
-        )
+            self.decoder.append(_up(incoming, widths[level - 1], dropout, upsample))
+        if output_scale == 1:
+            self.to_image = nn.Sequential(*_upsample_conv(widths[0] * 2, out_channels, upsample, bias=True), nn.Tanh())
+        else:
+            refiner_width = max(ngf // 2, 8)
+            self.to_image = _up(widths[0] * 2, refiner_width, dropout=False, upsample=upsample)
+            # The sketch joins the refiner at full canvas detail: the only skip at that size.
+            self.refiner = nn.Sequential(
+                nn.Upsample(scale_factor=output_scale, mode="bilinear", align_corners=False),
+                nn.Conv2d(refiner_width + in_channels, refiner_width, 3, padding=1),
+                nn.ReLU(inplace=True),
+                nn.Conv2d(refiner_width, out_channels, 3, padding=1),
+                nn.Tanh(),
+            )
 
     def forward(self, sketch: torch.Tensor) -> torch.Tensor:
         skips = []
@@ -91,7 +135,9 @@ class UNetGenerator(
         for block in self.decoder:
             features = block(features)
             features = torch.cat([features, skips.pop()], dim=1)
-        return self.to_image(features)
+        if self.output_scale == 1:
+            return self.to_image(features)
+        return self.refiner(torch.cat([self.to_image(features), sketch], dim=1))
 
 
 class PatchDiscriminator(nn.Module):
@@ -115,7 +161,55 @@ class PatchDiscriminator(nn.Module):
         self.model = nn.Sequential(*layers)
 
     def forward(self, sketch: torch.Tensor, photo: torch.Tensor) -> torch.Tensor:
-        return self.model(torch.cat([sketch, photo], dim=1))
+        return self.model(_pair(sketch, photo))
+
+    def features(self, sketch: torch.Tensor, photo: torch.Tensor) -> list[torch.Tensor]:
+        """Every block's activation (after its LeakyReLU), then the patch logits last: what
+        feature matching compares between real and generated photos."""
+        outputs = []
+        features = _pair(sketch, photo)
+        for layer in self.model:
+            features = layer(features)
+            if isinstance(layer, nn.LeakyReLU):
+                outputs.append(features)
+        return outputs + [features]
+
+
+def _pair(sketch: torch.Tensor, photo: torch.Tensor) -> torch.Tensor:
+    """Sketch and photo stacked along channels; a sketch smaller than the photo (a generator with
+    output_scale > 1) is resized up to it first."""
+    if sketch.shape[-2:] != photo.shape[-2:]:
+        sketch = F.interpolate(sketch, size=photo.shape[-2:], mode="bilinear", align_corners=False)
+    return torch.cat([sketch, photo], dim=1)
+
+
+class MultiScalePatchDiscriminator(nn.Module):
+    """``num_scales`` PatchGANs, each on the pair average-pooled once more than the one before
+    (pix2pixHD, Wang et al. 2018): the coarse ones judge the whole face's layout, the full-size
+    one the texture."""
+
+    def __init__(self, num_scales: int = 2, sketch_channels: int = 1, photo_channels: int = 3, ndf: int = 64):
+        super().__init__()
+        if num_scales < 1:
+            raise ValueError(f"num_scales must be at least 1, not {num_scales}")
+        self.scales = nn.ModuleList(PatchDiscriminator(sketch_channels, photo_channels, ndf) for _ in range(num_scales))
+
+    def forward(self, sketch: torch.Tensor, photo: torch.Tensor) -> list[list[torch.Tensor]]:
+        """One list per scale, full size first: every block's activation, the patch logits last.
+        (The features come out of ``forward`` so that a DistributedDataParallel wrapper syncs them.)"""
+        pair = _pair(sketch, photo)
+        outputs = []
+        for index, discriminator in enumerate(self.scales):
+            if index:
+                pair = F.avg_pool2d(pair, 3, stride=2, padding=1, count_include_pad=False)
+            outputs.append(discriminator.features(pair[:, : -photo.shape[1]], pair[:, -photo.shape[1] :]))
+        return outputs
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        """Also takes a single PatchDiscriminator's weights (a pre-v2 checkpoint) as its first scale."""
+        if any(name.startswith("model.") for name in state_dict):
+            state_dict = {f"scales.0.{name}": value for name, value in state_dict.items()}
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
 
 
 class GANLoss(nn.Module):

@@ -133,7 +133,10 @@ class Sketch2Face:
                 enhanced = True
             except Sketch2FaceError as error:
                 notes.append(f"Face restoration skipped: {error} Returned the unrestored face.")
-        output = preprocess.uncanvas(face, sketch)
+        # A full-size generator (output_scale 2) gives the drawing back at least at its own size.
+        full_size = getattr(self.generator, "output_scale", 1) > 1
+        size = preprocess.output_size(sketch, face.shape[1] / preprocess.CANVAS_SIZE[0], at_least_input=full_size)
+        output = preprocess.uncanvas(face, sketch, size)
         sketch_image = Image.fromarray((sketch.canvas * 255).round().astype(np.uint8), mode="L")
         return GenerationResult(Image.fromarray(output, mode="RGB"), sketch_image, enhanced, notes)
 

@@ -358,10 +358,15 @@ def stroke_width(mask: np.ndarray) -> float:
 # --------------------------------------------------------------------------------------
 
 
-def output_size(sketch: NormalisedSketch, canvas_scale: float = 1.0) -> tuple[int, int]:
-    """Size of the result: the input frame at the canvas's resolution, within sane bounds."""
+def output_size(sketch: NormalisedSketch, canvas_scale: float = 1.0, at_least_input: bool = False) -> tuple[int, int]:
+    """Size of the result: the input frame at the canvas's resolution, within sane bounds.
+
+    ``at_least_input``: never smaller than the input (a full-size generator paints the canvas at
+    2x, enough detail for a drawing that fills the 512x640 Sketchpad to come back at 512x640)."""
     width, height = sketch.input_size
     scale = sketch.scale * canvas_scale
+    if at_least_input:
+        scale = max(scale, 1.0)
     longest = max(width, height) * scale
     if longest > MAX_OUTPUT_SIDE:
         scale *= MAX_OUTPUT_SIDE / longest

@@ -69,14 +69,17 @@ def test_dataset_yields_normalised_pairs_in_every_style():
                         landmarks=landmarks_for(photo))
     rng = np.random.default_rng(0)
     for style in ("artist", "pencil", "xdog", "edges", "doodle"):
-        sketch, target, mask = data.make_training_pair(record, style, rng)
+        sketch, target, mask, points = data.make_training_pair(record, style, rng)
         assert sketch.shape == (320, 256) and target.shape == (320, 256, 3) and mask.shape == (320, 256)
+        assert points.shape == (5, 2) and points.dtype == np.float32
         # The same normalisation as serving: paper white, ink black after the level stretch.
         assert np.percentile(sketch, 90) > 0.95 and sketch.min() < 0.1
     item = SketchPhotoDataset([record])[0]
     assert item["sketch"].shape == (1, 320, 256) and item["photo"].shape == (3, 320, 256)
     assert item["face_mask"].shape == (1, 320, 256) and item["face_mask"].max() == 1.0
     assert item["sketch"].min() >= -1 and item["photo"].max() <= 1 and item["photo"].dtype == torch.float32
+    assert item["five_points"].shape == (5, 2) and item["has_points"].item() is True
+    assert SketchPhotoDataset([FaceRecord("no landmarks", photo, sketch=record.sketch)])[0]["has_points"].item() is False
 
 
 def test_training_pair_photo_follows_the_sketch_framing():
@@ -85,7 +88,8 @@ def test_training_pair_photo_follows_the_sketch_framing():
     sketch = np.ones((320, 256), np.float32)
     cv2.ellipse(sketch, (60, 60), (30, 40), 0, 0, 360, 0.0, 2)
     record = FaceRecord("corner", photo, sketch=sketch)
-    framed_sketch, framed_photo, _ = data.make_training_pair(record, "artist", np.random.default_rng(0), augment=False)
+    framed_sketch, framed_photo, _, points = data.make_training_pair(record, "artist", np.random.default_rng(0), augment=False)
+    assert points is None  # no landmarks, no five points
     ys, xs = np.nonzero(framed_sketch < 0.5)
     assert abs(xs.mean() - 128) < 10 and abs(ys.mean() - 160) < 10  # centred on the canvas
     expected = preprocess.warp_to_canvas(photo, preprocess.normalise(sketch).to_canvas)
@@ -123,10 +127,85 @@ def test_face_mask_moves_with_the_photo_through_flips_affines_and_framing():
 
 @pytest.mark.skipif(not (data.default_data_root() / "cufs").is_dir(), reason="../shared/data is not present")
 def test_real_training_set_sizes():
+    """Without dlib's landmarks, london_smiling (no pupils in eyes.csv) can't be aligned: 88 + 212."""
     records = data.build_training_records(with_landmarks=False)
     assert sum(r.name.startswith("cufs/train") for r in records) == 88
     assert sum(r.name.startswith("faces/") for r in records) == 212
     assert all(r.photo.shape == (320, 256, 3) for r in records)
+
+
+@pytest.mark.skipif(not (data.default_data_root() / "faces" / "london_smiling").is_dir(), reason="../shared/data is not present")
+def test_london_smiling_records_are_aligned_by_their_landmarks_and_carry_five_points():
+    pytest.importorskip("dlib")
+    records = data.load_landmark_aligned_faces(limit=3, output_scale=2)
+    assert [record.name for record in records] == [f"faces/london_smiling/{path.name}" for path in
+                                                   sorted((data.default_data_root() / "faces/london_smiling").glob("*.jpg"))[:3]]
+    for record in records:
+        assert record.photo.shape == (320, 256, 3) and record.photo_full.shape == (640, 512, 3)
+        points = data.five_points(record.landmarks)
+        assert np.allclose(points[:2], preprocess.CANVAS_EYES, atol=0.5)  # aligned by these very eyes
+        assert points[0, 1] < points[2, 1] < points[3, 1]  # eyes above the nose tip above the mouth
+        pair = data.make_training_pair(record, "doodle", np.random.default_rng(0), output_scale=2)
+        assert pair.photo.shape == (640, 512, 3) and pair.five_points.shape == (5, 2)
+        assert ((pair.five_points >= 0) & (pair.five_points < [512, 640])).all()
+    # build_training_records takes them in (with landmarks), never anything held out
+    names = [record.name for record in data.build_training_records(limit=1)]
+    assert sum("london_smiling" in name for name in names) == 1
+    assert not any("canada" in name or "cufs/test" in name for name in names)
+
+
+def _painted_points(photo: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """The photo with each of the five points painted in its own pure colour."""
+    painted = photo.copy()
+    for colour, (x, y) in zip(FIVE_COLOURS, np.round(points).astype(int)):
+        cv2.circle(painted, (int(x), int(y)), 4, colour, -1)
+    return painted
+
+
+FIVE_COLOURS = [(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 0), (255, 0, 255)]
+
+
+@pytest.mark.parametrize("output_scale", [1, 2])
+def test_five_points_follow_the_photo_through_flips_affines_framing_and_scale(output_scale):
+    """Paint each point in the photo: after any augmentation the carried points sit on their own
+    colour, eyes and mouth corners swapping sides with a flip (image left stays first)."""
+    photo = synthetic_face()
+    landmarks = landmarks_for(photo)
+    landmarks[:, 0] -= 30  # off-centre, so a flip or a reframing would show
+    points = data.five_points(landmarks)
+    painted = _painted_points(photo, points)
+    full = _painted_points(cv2.resize(photo, (512, 640), interpolation=cv2.INTER_CUBIC), points * 2 + 0.5)
+    record = FaceRecord("painted", painted, landmarks=landmarks, photo_full=full)
+    flipped_samples = 0
+    for seed in range(8):
+        rng = np.random.default_rng(seed)
+        style = ("doodle", "edges")[seed % 2]  # doodles get the wider placement
+        pair = data.make_training_pair(record, style, rng, augment=True, output_scale=output_scale)
+        assert pair.photo.shape == (320 * output_scale, 256 * output_scale, 3)
+        found = []
+        for x, y in np.round(pair.five_points).astype(int):
+            colour = pair.photo[y, x].astype(int)
+            found.append([index for index, other in enumerate(FIVE_COLOURS) if np.abs(colour - other).max() < 60])
+        # Unflipped, each point sits on its own colour; flipped, on its mirror partner's.
+        assert found in ([[0], [1], [2], [3], [4]], [[1], [0], [2], [4], [3]]), (seed, found)
+        flipped_samples += found[0] == [1]
+        assert pair.five_points[0, 0] < pair.five_points[1, 0]  # image-left eye first, flipped or not
+    assert 0 < flipped_samples < 8
+
+
+def test_full_size_pairs_use_the_full_resolution_photo():
+    """At output_scale 2 the target comes from photo_full, not from the canvas photo blown up."""
+    photo = synthetic_face()
+    stripes = cv2.resize(photo, (512, 640), interpolation=cv2.INTER_CUBIC)
+    stripes[:, ::2] = 0  # 1-pixel detail that a 256x320 photo can't hold
+    record = FaceRecord("full", photo, sketch=cv2.cvtColor(photo, cv2.COLOR_RGB2GRAY) / 255.0, photo_full=stripes)
+    pair = data.make_training_pair(record, "artist", np.random.default_rng(0), augment=False, output_scale=2)
+    assert pair.photo.shape == (640, 512, 3) and pair.face_mask.shape == (640, 512)
+    detail = lambda image: np.abs(np.diff(image.astype(float), axis=1)).mean()  # noqa: E731
+    assert detail(pair.photo) > 5 * detail(cv2.resize(photo, (512, 640), interpolation=cv2.INTER_CUBIC))
+    blown_up = data.make_training_pair(FaceRecord("canvas only", photo, sketch=record.sketch), "artist",
+                                       np.random.default_rng(0), augment=False, output_scale=2)
+    assert blown_up.photo.shape == (640, 512, 3) and detail(blown_up.photo) < detail(pair.photo) / 5
 
 
 def test_cufs_repeats_and_artist_weight_set_the_style_mix():

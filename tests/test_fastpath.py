@@ -97,3 +97,15 @@ def test_pipeline_with_the_fast_generator_gives_the_same_faces(served_generator)
         got = np.asarray(fast_pipeline(str(path)), dtype=np.int16)
         assert got.shape == expected.shape
         assert np.abs(got - expected).max() <= 1, path.name
+
+
+def test_fast_path_matches_the_v2_full_size_generator():
+    """Resize upsampling (Upsample, conv, BatchNorm) and the x2 refiner fold and run channels-last too."""
+    plain = trained_looking_generator(ngf=8, upsample="resize", output_scale=2)
+    fast = optimise_for_inference(plain)
+    assert not any(isinstance(layer, nn.BatchNorm2d) for layer in fast.modules())
+    batch = example_batch(2)
+    with torch.no_grad():
+        expected, got = plain(batch), fast(batch)
+    assert got.shape == expected.shape == (2, 3, 640, 512)
+    assert (got - expected).abs().max().item() < 1e-4

@@ -3,11 +3,14 @@
 Sources (see ../shared/data/README.md):
 - CUFS train: 88 photo/sketch pairs, already aligned; we add synthetic styles of the photos.
 - Frontal face photos (london_neutral, 3dsk, composite), aligned to the canvas by their pupils
-  (faces/eyes.csv); their sketches are synthetic.
+  (faces/eyes.csv), and london_smiling, which has no pupils there, by dlib's 68 landmarks;
+  their sketches are synthetic.
 
 Never used for training: cufs/test (the benchmark), faces/canada (held out) and eval/.
 Every pair goes through :func:`sketch2face.preprocess.normalise`, the same code that serves
-user drawings, and the photo is warped by the same framing transform.
+user drawings, and the photo is warped by the same framing transform, in one resampling, at the
+generator's output size (``output_scale`` x the canvas). Each pair carries the five face points
+of its photo (for the identity loss) through that same geometry.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from ..preprocess import CANVAS_EYES, CANVAS_SIZE
 
 HELD_OUT = ("cufs/test", "faces/canada", "eval")
 TRAIN_FACE_FOLDERS = ("london_neutral", "3dsk", "composite")
+LANDMARK_ALIGNED_FOLDERS = ("london_smiling",)  # no pupils in eyes.csv: aligned by dlib's landmarks
 CUFS_SIZE = (200, 250)
 
 
@@ -52,7 +56,39 @@ class FaceRecord:
     name: str
     photo: np.ndarray  # uint8 (H, W, 3) RGB on the canvas framing
     sketch: np.ndarray | None = None  # float32 (H, W) artist sketch, when there is one
-    landmarks: np.ndarray | None = None  # (68, 2) canvas coordinates, for the doodle style
+    landmarks: np.ndarray | None = None  # (68, 2) canvas coordinates, for the doodle style and the five points
+    photo_full: np.ndarray | None = None  # the same framing at 2x the canvas size, from the original photo
+
+
+def output_size(output_scale: int) -> tuple[int, int]:
+    """(width, height) of the generator's output: the canvas times ``output_scale``."""
+    return CANVAS_SIZE[0] * output_scale, CANVAS_SIZE[1] * output_scale
+
+
+def canvas_to_output(output_scale: int) -> np.ndarray:
+    """3x3 map from canvas pixels to output pixels (pixel centres stay centres, as cv2.resize)."""
+    return np.array([[output_scale, 0.0, (output_scale - 1) / 2], [0.0, output_scale, (output_scale - 1) / 2],
+                     [0.0, 0.0, 1.0]])
+
+
+def _as3x3(matrix: np.ndarray) -> np.ndarray:
+    return np.vstack([matrix, [0.0, 0.0, 1.0]])
+
+
+def transform_points(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Apply a 2x3 or 3x3 affine to (N, 2) points."""
+    return (points @ matrix[:2, :2].T + matrix[:2, 2]).astype(np.float32)
+
+
+# The five points SFace's alignment uses, from dlib's 68: eye centres (image left, image right),
+# nose tip, mouth corners (image left, image right).
+def five_points(landmarks: np.ndarray) -> np.ndarray:
+    """float32 (5, 2) from dlib's 68 landmarks."""
+    return np.array([landmarks[36:42].mean(0), landmarks[42:48].mean(0), landmarks[30], landmarks[48], landmarks[54]],
+                    np.float32)
+
+
+MIRRORED_FIVE_POINTS = [1, 0, 2, 4, 3]  # after a horizontal flip the left eye is the right one
 
 
 def read_rgb(path: Path) -> np.ndarray:
@@ -67,7 +103,8 @@ def cufs_to_canvas(image: np.ndarray) -> np.ndarray:
     return cv2.resize(image, CANVAS_SIZE, interpolation=cv2.INTER_CUBIC)
 
 
-def load_cufs(split: str, root: Path | None = None, allow_held_out: bool = False, limit: int | None = None) -> list[FaceRecord]:
+def load_cufs(split: str, root: Path | None = None, allow_held_out: bool = False, limit: int | None = None,
+              output_scale: int = 1) -> list[FaceRecord]:
     root = root or default_data_root()
     folder = root / "cufs" / split
     _refuse_held_out(folder, root, allow_held_out)
@@ -75,11 +112,14 @@ def load_cufs(split: str, root: Path | None = None, allow_held_out: bool = False
     for photo_path in sorted((folder / "photos").glob("*.jpg"))[:limit]:
         sketch_path = folder / "sketches" / photo_path.name
         sketch = cv2.cvtColor(read_rgb(sketch_path), cv2.COLOR_RGB2GRAY).astype(np.float32) / 255.0
+        photo = read_rgb(photo_path)
+        full = cv2.resize(photo, output_size(output_scale), interpolation=cv2.INTER_CUBIC) if output_scale > 1 else None
         records.append(
             FaceRecord(
                 name=f"cufs/{split}/{photo_path.stem}",
-                photo=cufs_to_canvas(read_rgb(photo_path)),
+                photo=cufs_to_canvas(photo),
                 sketch=cufs_to_canvas(sketch),
+                photo_full=full,
             )
         )
     return records
@@ -98,11 +138,22 @@ def eye_alignment(left_eye: tuple[float, float], right_eye: tuple[float, float])
     return np.hstack([rotation, shift[:, None]])
 
 
+def _aligned(photo: np.ndarray, matrix: np.ndarray, output_scale: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """The photo on the canvas and, for output_scale > 1, at the output size from the original pixels."""
+    canvas = cv2.warpAffine(photo, matrix, CANVAS_SIZE, flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REPLICATE)
+    if output_scale == 1:
+        return canvas, None
+    full = cv2.warpAffine(photo, (canvas_to_output(output_scale) @ _as3x3(matrix))[:2], output_size(output_scale),
+                          flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
+    return canvas, full
+
+
 def load_faces(
     folders: tuple[str, ...] = TRAIN_FACE_FOLDERS,
     root: Path | None = None,
     allow_held_out: bool = False,
     limit: int | None = None,
+    output_scale: int = 1,
 ) -> list[FaceRecord]:
     """Frontal photos with pupil coordinates, aligned to the canvas."""
     root = root or default_data_root()
@@ -115,10 +166,35 @@ def load_faces(
         first = (float(row["eye1_x"]), float(row["eye1_y"]))
         second = (float(row["eye2_x"]), float(row["eye2_y"]))
         left, right = sorted([first, second])
-        photo = cv2.warpAffine(
-            read_rgb(path), eye_alignment(left, right), CANVAS_SIZE, flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REPLICATE
-        )
-        records.append(FaceRecord(name=f"faces/{row['file']}", photo=photo))
+        photo, full = _aligned(read_rgb(path), eye_alignment(left, right), output_scale)
+        records.append(FaceRecord(name=f"faces/{row['file']}", photo=photo, photo_full=full))
+    return records
+
+
+def load_landmark_aligned_faces(
+    folders: tuple[str, ...] = LANDMARK_ALIGNED_FOLDERS,
+    root: Path | None = None,
+    limit: int | None = None,
+    output_scale: int = 1,
+    detector: "LandmarkDetector | None" = None,
+) -> list[FaceRecord]:
+    """Frontal photos without pupil coordinates (london_smiling): dlib finds the 68 landmarks on
+    the original photo, the eye centres align it to the canvas, and the landmarks come along.
+    Photos where dlib finds no face are left out."""
+    root = root or default_data_root()
+    detector = detector or LandmarkDetector()
+    records = []
+    for folder in folders:
+        for path in sorted((root / "faces" / folder).glob("*.jpg"))[:limit]:
+            _refuse_held_out(path, root, allow_held_out=False)
+            original = read_rgb(path)
+            found = detector(original)
+            if found is None:
+                continue
+            matrix = eye_alignment(tuple(found[36:42].mean(0)), tuple(found[42:48].mean(0)))
+            photo, full = _aligned(original, matrix, output_scale)
+            records.append(FaceRecord(name=f"faces/{folder}/{path.name}", photo=photo,
+                                      landmarks=transform_points(matrix, found), photo_full=full))
     return records
 
 
@@ -149,7 +225,8 @@ def add_landmarks(records: list[FaceRecord]) -> int:
         return 0  # the doodle style then draws outer contours only
     found = 0
     for record in records:
-        record.landmarks = detector(record.photo)
+        if record.landmarks is None:  # london_smiling brings its own
+            record.landmarks = detector(record.photo)
         found += record.landmarks is not None
     return found
 
@@ -167,65 +244,97 @@ def to_tensor(image: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(image.astype(np.float32) / 127.5 - 1.0).permute(2, 0, 1).contiguous()
 
 
-FACE_MARGIN_PX = 6  # skin just outside the landmarks: dlib's identity crop sees it too
+FACE_MARGIN_PX = 6  # skin just outside the landmarks: dlib's identity crop sees it too (canvas pixels)
 
 
-def face_mask(landmarks: np.ndarray | None, shape: tuple[int, int]) -> np.ndarray:
+def face_mask(landmarks: np.ndarray | None, shape: tuple[int, int], margin: int = FACE_MARGIN_PX) -> np.ndarray:
     """float32 (H, W): 1 on the inner face (hull of the 68 landmarks, brows to chin), else 0."""
     mask = np.zeros(shape, np.uint8)
     if landmarks is not None:
         cv2.fillConvexPoly(mask, cv2.convexHull(np.round(landmarks).astype(np.int32)), 1)
-        size = 2 * FACE_MARGIN_PX + 1
+        size = 2 * margin + 1
         mask = cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size)))
     return mask.astype(np.float32)
 
 
 class TrainingPair(NamedTuple):
     sketch: np.ndarray  # float32 (H, W) canvas, 1 = paper
-    photo: np.ndarray  # uint8 (H, W, 3) RGB, pixel-aligned with the sketch
-    face_mask: np.ndarray  # float32 (H, W), see face_mask(); all 0 without landmarks
+    photo: np.ndarray  # uint8 (h, W, 3) RGB at the output size, aligned with the sketch
+    face_mask: np.ndarray  # float32 (h, w) at the output size, see face_mask(); all 0 without landmarks
+    five_points: np.ndarray | None = None  # float32 (5, 2) in the photo's pixels, see five_points(); None without landmarks
 
 
-def make_training_pair(record: FaceRecord, style: str, rng: np.random.Generator, augment: bool = True) -> TrainingPair:
-    """One (sketch, photo, face mask) triple through the serving preprocessing."""
+def make_training_pair(record: FaceRecord, style: str, rng: np.random.Generator, augment: bool = True,
+                       output_scale: int = 1) -> TrainingPair:
+    """One (sketch, photo, face mask, five points) sample through the serving preprocessing; the
+    photo, its mask and its points at ``output_scale`` x the canvas size."""
     if style == "artist":
         sketch = record.sketch
     else:
         sketch = styles.make_sketch(style, record.photo, rng, record.landmarks)
-    # The mask rides along as a fourth photo channel, so it gets exactly the photo's geometry.
-    mask = np.rint(face_mask(record.landmarks, record.photo.shape[:2]) * 255).astype(np.uint8)
-    photo = np.dstack([record.photo, mask])
+    geometry, flipped = np.eye(3), False  # record canvas -> sample canvas, as the sketch moves
     if augment:
-        sketch, photo = _augment(sketch, photo, rng)
+        sketch, geometry, flipped = _augment(sketch, rng, wide=style == "doodle")
     try:
         normalised = preprocess.normalise(sketch.astype(np.float32))
-        sketch, photo = normalised.canvas, preprocess.warp_to_canvas(photo, normalised.to_canvas)
+        sketch, geometry = normalised.canvas, _as3x3(normalised.to_canvas) @ geometry
     except InputError:  # a style that erased nearly everything: keep the plain framing
         sketch = sketch.astype(np.float32)
-    return TrainingPair(sketch, np.ascontiguousarray(photo[..., :3]), photo[..., 3].astype(np.float32) / 255.0)
+    photo, mask = _photo_at_output(record, geometry, output_scale)
+    points = None
+    if record.landmarks is not None:
+        points = five_points(record.landmarks)[MIRRORED_FIVE_POINTS if flipped else slice(None)]
+        points = transform_points(canvas_to_output(output_scale) @ geometry, points)
+    return TrainingPair(sketch, photo, mask, points)
 
 
-def _augment(sketch: np.ndarray, photo: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    if rng.random() < 0.5:
-        sketch, photo = sketch[:, ::-1], photo[:, ::-1]
+def _photo_at_output(record: FaceRecord, geometry: np.ndarray, output_scale: int) -> tuple[np.ndarray, np.ndarray]:
+    """The record's photo and face mask moved by ``geometry`` (canvas pixels), in one resampling
+    from the sharpest photo there is: record.photo_full when the output is larger than the canvas."""
+    to_output = canvas_to_output(output_scale)
+    source, from_canvas = record.photo, np.eye(3)
+    if output_scale > 1:
+        source = record.photo_full if record.photo_full is not None and record.photo_full.shape[1::-1] == output_size(output_scale) \
+            else cv2.resize(record.photo, output_size(output_scale), interpolation=cv2.INTER_CUBIC)
+        from_canvas = to_output
+    landmarks = None if record.landmarks is None else transform_points(from_canvas, record.landmarks)
+    # The mask rides along as a fourth photo channel, so it gets exactly the photo's geometry.
+    mask = np.rint(face_mask(landmarks, source.shape[:2], FACE_MARGIN_PX * output_scale) * 255).astype(np.uint8)
+    photo = np.dstack([source, mask])
+    matrix = to_output @ geometry @ np.linalg.inv(from_canvas)  # source pixels -> output pixels
+    if output_scale == 1 and matrix[0, 1] == matrix[1, 0] == 0.0 and matrix[0, 0] > 0 and matrix[1, 1] > 0:
+        photo = preprocess.warp_to_canvas(photo, matrix[:2])  # area-averages a shrink, as serving does
+    else:
+        photo = cv2.warpAffine(photo, matrix[:2], output_size(output_scale), flags=cv2.INTER_LINEAR,
+                               borderMode=cv2.BORDER_REPLICATE)
+    return np.ascontiguousarray(photo[..., :3]), photo[..., 3].astype(np.float32) / 255.0
+
+
+def _augment(sketch: np.ndarray, rng: np.random.Generator, wide: bool = False) -> tuple[np.ndarray, np.ndarray, bool]:
+    """A random flip, turn, scale and shift of the sketch; returns it, the 3x3 map from the old
+    canvas pixels to the new ones, and whether it was flipped. ``wide``: the face at any size and
+    place (mouse doodles are drawn anywhere on the pad, small or large)."""
     height, width = sketch.shape
+    flipped = bool(rng.random() < 0.5)
+    flip = np.array([[-1.0, 0.0, width - 1.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]) if flipped else np.eye(3)
     angle = rng.uniform(-6.0, 6.0)
-    scale = rng.uniform(0.85, 1.1)
-    shift = rng.uniform(-10.0, 10.0, size=2)
+    scale = rng.uniform(0.55, 1.1) if wide else rng.uniform(0.85, 1.1)
+    shift = rng.uniform(-30.0, 30.0, size=2) if wide else rng.uniform(-10.0, 10.0, size=2)
     matrix = cv2.getRotationMatrix2D((width / 2, height / 2), angle, scale)
     matrix[:, 2] += shift
-    sketch = cv2.warpAffine(np.ascontiguousarray(sketch), matrix, (width, height), borderValue=1.0)
-    photo = cv2.warpAffine(np.ascontiguousarray(photo), matrix, (width, height), borderMode=cv2.BORDER_REPLICATE)
-    return sketch, photo
+    geometry = _as3x3(matrix) @ flip
+    sketch = cv2.warpAffine(np.ascontiguousarray(sketch), geometry[:2], (width, height), borderValue=1.0)
+    return sketch, geometry, flipped
 
 
 class SketchPhotoDataset(Dataset):
     """Draws a fresh style and augmentation every time an item is read."""
 
     def __init__(self, records: list[FaceRecord], seed: int = 0, augment: bool = True,
-                 artist_weight: float | None = None, cufs_repeats: int = 1):
+                 artist_weight: float | None = None, cufs_repeats: int = 1, output_scale: int = 1):
         """artist_weight: how often a CUFS item keeps its artist sketch (default CUFS_STYLE_WEIGHTS);
-        cufs_repeats: how many times each CUFS item appears per epoch (the benchmark's style)."""
+        cufs_repeats: how many times each CUFS item appears per epoch (the benchmark's style);
+        output_scale: photos at this many times the canvas size (the generator's output)."""
         if not records:
             raise ValueError("no training records: is the data folder right?")
         if cufs_repeats < 1:
@@ -234,6 +343,7 @@ class SketchPhotoDataset(Dataset):
                         for repeat in [record] * (cufs_repeats if record.sketch is not None else 1)]
         self.seed = seed
         self.augment = augment
+        self.output_scale = output_scale
         self.cufs_weights = dict(CUFS_STYLE_WEIGHTS)
         if artist_weight is not None:
             if not 0.0 <= artist_weight <= 1.0:
@@ -256,13 +366,24 @@ class SketchPhotoDataset(Dataset):
         self._calls += 1
         rng = np.random.default_rng([self.seed, index, self._calls])
         record = self.records[index]
-        pair = make_training_pair(record, self.style_for(record, rng), rng, self.augment)
+        pair = make_training_pair(record, self.style_for(record, rng), rng, self.augment, self.output_scale)
+        has_points = pair.five_points is not None
         return {"sketch": to_tensor(pair.sketch), "photo": to_tensor(pair.photo),
-                "face_mask": torch.from_numpy(pair.face_mask)[None]}
+                "face_mask": torch.from_numpy(pair.face_mask)[None],
+                "five_points": torch.from_numpy(pair.five_points if has_points else np.zeros((5, 2), np.float32)),
+                "has_points": torch.tensor(has_points)}
 
 
-def build_training_records(root: Path | None = None, limit: int | None = None, with_landmarks: bool = True) -> list[FaceRecord]:
-    records = load_cufs("train", root, limit=limit) + load_faces(root=root, limit=limit)
+def build_training_records(root: Path | None = None, limit: int | None = None, with_landmarks: bool = True,
+                           output_scale: int = 1) -> list[FaceRecord]:
+    """Every allowed training photo (``limit``: at most that many per source). london_smiling needs
+    dlib for its alignment, so it joins only ``with_landmarks``."""
+    records = load_cufs("train", root, limit=limit, output_scale=output_scale)
+    records += load_faces(root=root, limit=limit, output_scale=output_scale)
     if with_landmarks:
+        try:
+            records += load_landmark_aligned_faces(root=root, limit=limit, output_scale=output_scale)
+        except ImportError:
+            pass  # no dlib: add_landmarks below finds none either
         add_landmarks(records)
     return records

@@ -29,13 +29,12 @@ import torch
 
 from .data import CUFS_STYLE_WEIGHTS
 from ..networks import UNetGenerator, count_parameters
-from .train import TrainConfig
+from .train import GENERATOR_SHAPE, TrainConfig, generator_from_config, saved_config
 
 
 def generator_from_checkpoint(checkpoint: Path) -> tuple[UNetGenerator, dict]:
     state = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    config = state["config"]
-    generator = UNetGenerator(ngf=config["ngf"], num_downs=config["num_downs"])
+    generator = generator_from_config(state["config"])
     generator.load_state_dict(state["generator"])
     return generator.eval(), state
 
@@ -47,9 +46,9 @@ def average_generators(checkpoints: list[Path]) -> tuple[UNetGenerator, dict]:
     counters are kept.
     """
     loaded = [generator_from_checkpoint(checkpoint) for checkpoint in checkpoints]
-    shapes = {(state["config"]["ngf"], state["config"]["num_downs"]) for _, state in loaded}
+    shapes = {tuple(saved_config(state["config"])[name] for name in GENERATOR_SHAPE) for _, state in loaded}
     if len(shapes) > 1:
-        raise ValueError(f"cannot average generators of different shapes (ngf, num_downs): {sorted(shapes)}")
+        raise ValueError(f"cannot average generators of different shapes ({', '.join(GENERATOR_SHAPE)}): {sorted(shapes)}")
     generator, first_state = loaded[0]
     states = [candidate.state_dict() for candidate, _ in loaded]
     averaged = {
@@ -114,7 +113,7 @@ def train_command(stage: dict) -> str:
         flags.append(f"--init-from {stage['init_from']}")
     if stage.get("max_minutes"):
         flags.append(f"--max-minutes {stage['max_minutes']:g}")
-    for name, value in stage["config"].items():
+    for name, value in saved_config(stage["config"]).items():
         if name in defaults and value != defaults[name]:
             flags.append(f"--{name.replace('_', '-')} {str(value).lower() if isinstance(value, bool) else value}")
     return "python -m sketch2face.training.train " + " ".join(flags)
@@ -152,6 +151,16 @@ def describe_stages(stages: list[dict]) -> list[str]:
     return lines
 
 
+def objective(config: dict) -> str:
+    """The generator's loss as the card states it, e.g. 'cGAN + 100 * L1'."""
+    named = [("lambda_l1", "L1"), ("lambda_feat", "D feature matching"), ("lambda_perceptual", "darknet-tiny perceptual"),
+             ("lambda_identity", "SFace identity (1 - cosine)")]
+    gan = "cGAN" if config["gan_mode"] == "vanilla" else f"{config['gan_mode']} cGAN"
+    if config["num_scales"] > 1:
+        gan += f" ({config['num_scales']} discriminator scales)"
+    return " + ".join([gan] + [f"{config[name]:g} * {term}" for name, term in named if config[name] > 0])
+
+
 def group_limits(metrics: dict | None) -> list[str]:
     """The measured identity gap between groups of test faces, for the card's limits."""
     identity = (metrics or {}).get("cufs_test", {}).get("identity", {})
@@ -166,10 +175,11 @@ def group_limits(metrics: dict | None) -> list[str]:
 
 
 def model_card(generator: UNetGenerator, train_state: dict, metrics: dict | None, stages: list[dict] | None = None) -> str:
-    config = train_state["config"]
+    config = saved_config(train_state["config"])
     parameters = count_parameters(generator)
     face_term = any(stage.get("config", {}).get("lambda_face") for stage in stages or [{"config": config}])
-    loss = "cGAN + 100 * L1" + (" (+ an extra L1 on the inner face, in the stages that say so)" if face_term else "")
+    loss = objective(config) + (" (+ an extra L1 on the inner face, in the stages that say so)" if face_term else "")
+    height, width = (config["output_scale"] * side for side in (320, 256))
     lines = [
         "---",
         "license: mit",
@@ -186,9 +196,11 @@ def model_card(generator: UNetGenerator, train_state: dict, metrics: dict | None
         "",
         "## Model",
         f"- U-Net, {config['num_downs']} stride-2 levels, ngf={config['ngf']}, batch norm, "
-        f"{parameters / 1e6:.1f}M parameters, fp32 safetensors.",
+        + ("resize + 3x3 convolution upsampling, " if config["upsample"] == "resize" else "")
+        + (f"a x{config['output_scale']} refiner, " if config["output_scale"] > 1 else "")
+        + f"{parameters / 1e6:.1f}M parameters, fp32 safetensors.",
         "- Input: a 1-channel sketch, 256 wide x 320 tall, in [-1, 1] (white paper = 1), framed by",
-        "  `sketch2face.preprocess.normalise`. Output: RGB in [-1, 1] at the same size.",
+        f"  `sketch2face.preprocess.normalise`. Output: RGB in [-1, 1], {width} wide x {height} tall.",
         f"- Training: Adam lr {config['lr']} unless a stage's command says otherwise (beta1 {config['beta1']}), constant",
         f"  then linear decay to 0 in each stage, discriminator ndf={config['ndf']}, lambda_L1={config['lambda_l1']:g}.",
         *(describe_stages(stages) if stages else [
@@ -236,7 +248,7 @@ def model_card(generator: UNetGenerator, train_state: dict, metrics: dict | None
         "  rendered less faithfully and drift toward the training faces. Backgrounds follow the training",
         "  photos (blue, grey, white).",
         *group_limits(metrics),
-        "- 256x320 output, frontal faces only; profile views, hats, glasses and accessories are out of scope.",
+        f"- {width}x{height} output, frontal faces only; profile views, hats, glasses and accessories are out of scope.",
         "- Outputs are synthetic: they must not be presented as photos of real people.",
         "",
         "## Use",

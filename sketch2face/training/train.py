@@ -6,8 +6,18 @@
     python -m sketch2face.training.train --quick --out /tmp/smoke     # seconds: the smoke test config
     accelerate launch -m sketch2face.training.train --device cuda ... # one or many GPUs
 
-The objective is pix2pix's: G* = arg min_G max_D  L_cGAN(G, D) + lambda * L_L1(G), lambda = 100,
-plus an optional extra L1 on the inner face only (--lambda-face), where a person's identity is.
+The objective is pix2pix's, G* = arg min_G max_D  L_cGAN(G, D) + lambda_L1 * L_L1(G), with more
+named terms, each weighted in TrainConfig and logged at every step (objectives.py):
+
+    G = lambda_gan * G_GAN + lambda_l1 * G_L1 + lambda_feat * G_feat
+        + lambda_perceptual * G_perceptual + lambda_identity * G_identity (+ lambda_face * G_L1_face)
+    D = 0.5 * (D_real + D_fake)
+
+G_feat matches the discriminator's features of the generated and the true photo; G_perceptual
+compares darknet-tiny's features (sketch2face.training.darknet); G_identity is 1 - cosine of the
+SFace embeddings (sketch2face.training.sface) of the generated and the true photo, aligned by the
+five face points that each training sample carries; G_L1_face is an extra L1 on the inner face.
+The two frozen networks are built only when their weight is above 0.
 """
 
 from __future__ import annotations
@@ -24,8 +34,8 @@ from accelerate import Accelerator
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from . import data
-from ..networks import GANLoss, PatchDiscriminator, UNetGenerator, init_weights
+from . import data, objectives
+from ..networks import MultiScalePatchDiscriminator, UNetGenerator, init_weights
 
 
 @dataclass
@@ -33,12 +43,27 @@ class TrainConfig:
     ngf: int = 32
     ndf: int = 32
     num_downs: int = 6
+    upsample: str = "resize"  # resize + 3x3 conv: no checkerboard (networks.UNetGenerator)
+    output_scale: int = 2  # the refiner paints 512x640 from the 256x320 canvas
+    num_scales: int = 2  # discriminator scales: full size for texture, half size for the face's layout
+    gan_mode: str = "lsgan"  # least squares: steadier gradients than cross-entropy (pix2pixHD)
     batch_size: int = 8
     epochs: int = 80
     decay_from_epoch: int = 40  # learning rate decays linearly to 0 after this epoch
     lr: float = 2e-4
     beta1: float = 0.5
-    lambda_l1: float = 100.0
+    # Loss weights. Unweighted, at the first step of the --quick smoke run on the real data: L1 0.52,
+    # feature matching 0.31, LSGAN G 1.0. pix2pix's L1 weight of 100 makes that 52 against ~1 for
+    # every other term, and stage 4 painted a smeared mean face; at 20 (~10 at the start) L1 still
+    # anchors colours and layout (SSIM) while the feature terms (~3, and ~10 for the perceptual term,
+    # normalised to start near 1) decide the texture.
+    lambda_gan: float = 1.0
+    lambda_l1: float = 20.0
+    lambda_feat: float = 10.0  # pix2pixHD's weight for discriminator feature matching
+    lambda_perceptual: float = 10.0  # pix2pixHD's VGG weight; objectives.perceptual_loss starts near 1 (per-layer normalised)
+    # Identity, 1 - SFace cosine: ~0.47 for stage 4's outputs on CUFS train (../shared/models/README.md),
+    # so ~2.4 weighted. Half the 10 whose 88-person probe memorised its people; here ~400 people, augmented.
+    lambda_identity: float = 5.0
     lambda_face: float = 0.0  # extra L1 on the inner face (landmark hull); 0 = plain pix2pix
     seed: int = 0
     record_limit: int | None = None  # per source; None = all training photos
@@ -54,6 +79,50 @@ class TrainConfig:
         return cls(ngf=8, ndf=8, batch_size=2, epochs=2, decay_from_epoch=1, record_limit=2, checkpoint_every=2, log_every=1)
 
 
+# What a config saved before a field existed meant: the pix2pix of stages 1-7 (weights/).
+PRE_V2_DEFAULTS = {"upsample": "transposed", "output_scale": 1, "num_scales": 1, "gan_mode": "vanilla",
+                   "lambda_gan": 1.0, "lambda_l1": 100.0, "lambda_feat": 0.0, "lambda_perceptual": 0.0,
+                   "lambda_identity": 0.0}
+
+
+def saved_config(config: dict) -> dict:
+    """A checkpoint's config with the fields it predates filled in as they were then."""
+    return {**PRE_V2_DEFAULTS, **config}
+
+
+def generator_from_config(config: dict) -> UNetGenerator:
+    config = saved_config(config)
+    return UNetGenerator(ngf=config["ngf"], num_downs=config["num_downs"], upsample=config["upsample"],
+                         output_scale=config["output_scale"])
+
+
+def load_perceptual_features(device: torch.device) -> objectives.FeatureNetwork:
+    """darknet-tiny's feature maps (frozen), for G_perceptual."""
+    try:
+        from .darknet import DarknetTiny
+    except ImportError as error:
+        raise SystemExit(f"lambda_perceptual > 0 needs the darknet-tiny port (sketch2face.training.darknet): {error}. "
+                         "Train without it with --lambda-perceptual 0") from None
+    return _frozen(DarknetTiny.load(), device).features
+
+
+def load_identity_embedder(device: torch.device) -> objectives.IdentityEmbedder:
+    """SFace embeddings (frozen) of five-point-aligned faces, for G_identity."""
+    try:
+        from .sface import SFace
+    except ImportError as error:
+        raise SystemExit(f"lambda_identity > 0 needs the SFace port (sketch2face.training.sface): {error}. "
+                         "Train without it with --lambda-identity 0") from None
+    return _frozen(SFace.load(), device).identity_embedding
+
+
+def _frozen(network: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    network = network.to(device).eval()
+    for parameter in network.parameters():
+        parameter.requires_grad_(False)
+    return network
+
+
 def face_l1(fake: torch.Tensor, photo: torch.Tensor, face_mask: torch.Tensor | None) -> torch.Tensor:
     """Mean absolute error over the masked (inner face) pixels only; 0 where nothing is masked."""
     if face_mask is None:
@@ -63,13 +132,24 @@ def face_l1(fake: torch.Tensor, photo: torch.Tensor, face_mask: torch.Tensor | N
 
 
 class Pix2PixTrainer:
-    """The pix2pix updates, one D step then one G step per batch, as in the paper."""
+    """The pix2pix updates, one D step then one G step per batch, as in the paper.
 
-    def __init__(self, config: TrainConfig, accelerator: Accelerator):
+    ``perceptual_features`` (rgb -> feature maps) and ``identity_embedder`` ((rgb, five points)
+    -> unit embeddings) replace darknet-tiny and SFace when given; otherwise those are loaded,
+    and only when their loss weight is above 0."""
+
+    def __init__(self, config: TrainConfig, accelerator: Accelerator,
+                 perceptual_features: objectives.FeatureNetwork | None = None,
+                 identity_embedder: objectives.IdentityEmbedder | None = None):
+        if config.gan_mode not in objectives.GAN_MODES:
+            raise SystemExit(f"--gan-mode {config.gan_mode}: choose one of {', '.join(objectives.GAN_MODES)}")
         self.config = config
         self.accelerator = accelerator
-        self.generator = UNetGenerator(ngf=config.ngf, num_downs=config.num_downs)
-        self.discriminator = PatchDiscriminator(ndf=config.ndf)
+        try:
+            self.generator = generator_from_config(asdict(config))
+            self.discriminator = MultiScalePatchDiscriminator(config.num_scales, ndf=config.ndf)
+        except ValueError as error:  # --upsample, --output-scale or --num-scales out of range
+            raise SystemExit(f"train config: {error}") from None
         init_weights(self.generator)
         init_weights(self.discriminator)
         betas = (config.beta1, 0.999)
@@ -79,44 +159,68 @@ class Pix2PixTrainer:
         self.memory_format = torch.channels_last if accelerator.device.type == "cpu" else torch.contiguous_format
         self.generator.to(memory_format=self.memory_format)
         self.discriminator.to(memory_format=self.memory_format)
-        self.gan_loss = GANLoss()
         self.l1_loss = torch.nn.L1Loss()
+        self.perceptual_features = None
+        if config.lambda_perceptual > 0:
+            self.perceptual_features = perceptual_features or load_perceptual_features(accelerator.device)
+        self.identity_embedder = None
+        if config.lambda_identity > 0:
+            self.identity_embedder = identity_embedder or load_identity_embedder(accelerator.device)
         (self.generator, self.discriminator, self.optimizer_g, self.optimizer_d) = accelerator.prepare(
             self.generator, self.discriminator, self.optimizer_g, self.optimizer_d
         )
         self.step = 0
         self.epoch = 0
 
-    def train_step(self, sketch: torch.Tensor, photo: torch.Tensor, face_mask: torch.Tensor | None = None) -> dict[str, float]:
+    def train_step(self, sketch: torch.Tensor, photo: torch.Tensor, face_mask: torch.Tensor | None = None,
+                   five_points: torch.Tensor | None = None, has_points: torch.Tensor | None = None) -> dict[str, float]:
+        """One D update, then one G update. ``photo`` (and ``face_mask``) are at the generator's
+        output size; ``five_points`` (N, 5, 2) are in the photo's pixels, used where ``has_points``.
+        Returns every weighted term by name."""
+        config = self.config
         sketch = sketch.contiguous(memory_format=self.memory_format)
         photo = photo.contiguous(memory_format=self.memory_format)
         fake = self.generator(sketch)
+        if fake.shape != photo.shape:
+            raise ValueError(f"the generator makes {tuple(fake.shape)} from this sketch but the photo is {tuple(photo.shape)}")
 
-        # Discriminator: real pairs -> 1, generated pairs -> 0. Halved to slow D relative to G.
+        # Discriminator: real pairs -> real, generated pairs -> fake. Halved to slow D relative to G.
         self.optimizer_d.zero_grad(set_to_none=True)
-        loss_d_real = self.gan_loss(self.discriminator(sketch, photo), True)
-        loss_d_fake = self.gan_loss(self.discriminator(sketch, fake.detach()), False)
+        real_features = self.discriminator(sketch, photo)
+        loss_d_real = objectives.adversarial_loss(_logits(real_features), True, config.gan_mode)
+        loss_d_fake = objectives.adversarial_loss(_logits(self.discriminator(sketch, fake.detach())), False, config.gan_mode)
         loss_d = 0.5 * (loss_d_real + loss_d_fake)
         self.accelerator.backward(loss_d)
         self.optimizer_d.step()
 
-        # Generator: fool D, and stay close to the true photo in L1, the inner face above all.
+        # Generator: fool D, look like the true photo to D's features, to an ImageNet network and to
+        # a face recogniser, and stay close to it in L1, optionally the inner face above all.
         self.optimizer_g.zero_grad(set_to_none=True)
-        loss_g_gan = self.gan_loss(self.discriminator(sketch, fake), True)
-        loss_g_l1 = self.l1_loss(fake, photo) * self.config.lambda_l1
-        loss_g_face = face_l1(fake, photo, face_mask) * self.config.lambda_face
-        loss_g = loss_g_gan + loss_g_l1 + loss_g_face
-        self.accelerator.backward(loss_g)
+        fake_features = self.discriminator(sketch, fake)
+        zero = fake.new_zeros(())
+        terms = {
+            "G_GAN": config.lambda_gan * objectives.adversarial_loss(_logits(fake_features), True, config.gan_mode,
+                                                                     for_discriminator=False),
+            "G_L1": config.lambda_l1 * self.l1_loss(fake, photo),
+            # The real side was computed before D's update, as in pix2pixHD; it is detached.
+            "G_feat": config.lambda_feat * objectives.feature_matching_loss(fake_features, real_features)
+                      if config.lambda_feat > 0 else zero,
+            "G_perceptual": config.lambda_perceptual * objectives.perceptual_loss(fake, photo, self.perceptual_features)
+                            if self.perceptual_features is not None else zero,
+            "G_identity": zero,
+            "G_L1_face": config.lambda_face * face_l1(fake, photo, face_mask),
+        }
+        if self.identity_embedder is not None and five_points is not None:
+            if has_points is None:
+                has_points = torch.ones(fake.shape[0], dtype=torch.bool, device=fake.device)
+            terms["G_identity"] = config.lambda_identity * objectives.identity_loss(
+                fake, photo, five_points, has_points, self.identity_embedder)
+        self.accelerator.backward(sum(terms.values()))
         self.optimizer_g.step()
 
         self.step += 1
-        return {
-            "G_GAN": loss_g_gan.item(),
-            "G_L1": loss_g_l1.item(),
-            "G_L1_face": loss_g_face.item(),
-            "D_real": loss_d_real.item(),
-            "D_fake": loss_d_fake.item(),
-        }
+        return {**{name: value.item() for name, value in terms.items()},
+                "D_real": loss_d_real.item(), "D_fake": loss_d_fake.item()}
 
     def set_learning_rate(self, epoch_progress: float) -> float:
         """Constant, then linear decay to zero (pix2pix's 'linear' policy)."""
@@ -165,15 +269,16 @@ class Pix2PixTrainer:
         such as ``weights/`` (config.json + model.safetensors), whose fine-tune starts a fresh
         discriminator."""
         if path.is_dir():
-            self._check_same_shape(path, json.loads((path / "config.json").read_text()), ("ngf", "num_downs"))
+            self._check_same_shape(path, json.loads((path / "config.json").read_text()), GENERATOR_SHAPE)
             pretrained = UNetGenerator.from_pretrained(path, strict=True)
             self.accelerator.unwrap_model(self.generator).load_state_dict(pretrained.state_dict())
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
-            self._check_same_shape(path, state["config"], ("ngf", "ndf", "num_downs"))
+            self._check_same_shape(path, state["config"], GENERATOR_SHAPE + ("ndf", "num_scales"))
             self._load_networks(state)
 
     def _check_same_shape(self, path: Path, saved: dict, names: tuple[str, ...]) -> None:
+        saved = saved_config(saved)
         for name in names:
             if saved[name] != getattr(self.config, name):
                 raise SystemExit(f"--init-from {path}: it has {name}={saved[name]}, this config has {getattr(self.config, name)}")
@@ -185,8 +290,20 @@ class Pix2PixTrainer:
             generator.save_pretrained(directory)  # safetensors' save_model makes channels-last tensors contiguous
 
 
+GENERATOR_SHAPE = ("ngf", "num_downs", "upsample", "output_scale")  # what must match to load a generator's weights
+
+
+def _logits(features: list[list[torch.Tensor]]) -> list[torch.Tensor]:
+    """Each discriminator scale's patch logits (the last of its features)."""
+    return [scale[-1] for scale in features]
+
+
 def train(config: TrainConfig, out_dir: Path, data_root: Path | None = None, resume: bool = False,
-          device: str = "auto", max_minutes: float | None = None, init_from: Path | None = None) -> dict:
+          device: str = "auto", max_minutes: float | None = None, init_from: Path | None = None,
+          perceptual_features: objectives.FeatureNetwork | None = None,
+          identity_embedder: objectives.IdentityEmbedder | None = None) -> dict:
+    """Train (or resume, or fine-tune) and export the generator to OUT/generator. The two
+    callables replace darknet-tiny and SFace (see Pix2PixTrainer)."""
     checkpoint_path = out_dir / "checkpoint.pt"
     resuming = resume and checkpoint_path.exists()
     if init_from is not None and not resuming:
@@ -198,11 +315,12 @@ def train(config: TrainConfig, out_dir: Path, data_root: Path | None = None, res
     out_dir.mkdir(parents=True, exist_ok=True)
     log_path = out_dir / "log.jsonl"
 
-    records = data.build_training_records(data_root, limit=config.record_limit, with_landmarks=config.with_landmarks)
+    trainer = Pix2PixTrainer(config, accelerator, perceptual_features, identity_embedder)  # before the data: fails fast
+    records = data.build_training_records(data_root, limit=config.record_limit, with_landmarks=config.with_landmarks,
+                                          output_scale=config.output_scale)
     dataset = data.SketchPhotoDataset(records, seed=config.seed, artist_weight=config.artist_weight,
-                                      cufs_repeats=config.cufs_repeats)
+                                      cufs_repeats=config.cufs_repeats, output_scale=config.output_scale)
     loader = DataLoader(dataset, batch_size=config.batch_size, shuffle=True, drop_last=True, num_workers=0)
-    trainer = Pix2PixTrainer(config, accelerator)
     loader = accelerator.prepare(loader)
     if resuming:
         trainer.load_checkpoint(checkpoint_path)
@@ -234,7 +352,8 @@ def train(config: TrainConfig, out_dir: Path, data_root: Path | None = None, res
                     stopped_early = True
                     break
             lr = trainer.set_learning_rate(progress_epochs)
-            losses = trainer.train_step(batch["sketch"], batch["photo"], batch["face_mask"])
+            losses = trainer.train_step(batch["sketch"], batch["photo"], batch["face_mask"], batch["five_points"],
+                                        batch["has_points"])
             progress.update(1)
             progress.set_postfix({name: f"{value:.3f}" for name, value in losses.items()})
             if trainer.step % config.log_every == 0 and accelerator.is_main_process:
@@ -299,7 +418,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         elif field.type in ("bool",):
             parser.add_argument(f"--{field.name.replace('_', '-')}", type=lambda v: v.lower() in ("1", "true", "yes"), default=None)
         else:
-            kind = {"int": int, "float": float}[field.type]
+            kind = {"int": int, "float": float, "str": str}[field.type]
             parser.add_argument(f"--{field.name.replace('_', '-')}", type=kind, default=None)
     return parser.parse_args(argv)
 

@@ -1,0 +1,112 @@
+"""CPU latency of generator designs against the reference pix2pix ``unet_256``, in one run.
+
+    nice -n 15 .venv/bin/python benchmarks/generator_latency.py --repeats 15
+
+Every variant runs in eval mode on one sketch (batch 1), plain and through the serving fast path
+(sketch2face.fastpath: BatchNorm folded, channels-last), interleaved round-robin with the
+reference so background load hits them all alike (sketch2face.bench.time_interleaved). Printed:
+median wall and CPU milliseconds and the ratio to the reference's median wall time (goal: the
+served generator at its output size <= 1.0x). Weights are random: latency does not depend on them.
+
+Variants (the canvas is 256 wide x 320 tall):
+- ``v1 transposed``: the shipped architecture (stage 4), transposed convolutions, 256x320 out;
+- ``v2 resize``: the same U-Net with resize + 3x3 convolution upsampling, 256x320 out;
+- ``v2 resize + refiner``: that U-Net plus the x2 refiner, 512x640 out (``output_scale=2``);
+- ``U-Net at 512x640``: the other way to full size, a 7-level resize U-Net run on the sketch
+  resized to 512x640 (the pipeline's canvas is 256x320, so it would resize first).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+from pathlib import Path
+from typing import Callable
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from torch import nn  # noqa: E402
+
+from sketch2face.bench import reference_unet256, time_interleaved  # noqa: E402
+from sketch2face.fastpath import optimise_for_inference  # noqa: E402
+from sketch2face.networks import UNetGenerator, count_parameters  # noqa: E402
+
+CANVAS = (320, 256)  # (height, width)
+
+
+class ResizedInput(nn.Module):
+    """Runs a generator on the canvas sketch resized by ``factor`` (bilinear)."""
+
+    def __init__(self, generator: nn.Module, factor: int):
+        super().__init__()
+        self.generator, self.factor = generator, factor
+
+    def forward(self, sketch: torch.Tensor) -> torch.Tensor:
+        return self.generator(F.interpolate(sketch, scale_factor=self.factor, mode="bilinear", align_corners=False))
+
+
+def variants() -> dict[str, tuple[nn.Module, torch.Tensor]]:
+    torch.manual_seed(0)
+    sketch = torch.rand(1, 1, *CANVAS) * 2 - 1
+    designs = {
+        "v1 transposed (256x320 out)": UNetGenerator(),
+        "v2 resize (256x320 out)": UNetGenerator(upsample="resize"),
+        "v2 resize + refiner (512x640 out)": UNetGenerator(upsample="resize", output_scale=2),
+        "U-Net at 512x640 (512x640 out)": ResizedInput(UNetGenerator(upsample="resize", num_downs=7), 2),
+    }
+    return {name: (generator.eval(), sketch) for name, generator in designs.items()}
+
+
+def runner(module: nn.Module, batch: torch.Tensor) -> Callable[[], object]:
+    def run():
+        with torch.inference_mode():
+            return module(batch)
+
+    return run
+
+
+def measure(repeats: int) -> list[dict]:
+    reference = reference_unet256().eval()
+    runs = {"reference unet_256 (3x256x256)": runner(reference, torch.randn(1, 3, 256, 256))}
+    rows = {"reference unet_256 (3x256x256)": {"parameters": count_parameters(reference), "output": (256, 256)}}
+    for name, (generator, sketch) in variants().items():
+        with torch.inference_mode():
+            output = tuple(generator(sketch).shape[-2:])
+        fast = optimise_for_inference(generator.generator if isinstance(generator, ResizedInput) else generator)
+        fast = ResizedInput(fast, generator.factor) if isinstance(generator, ResizedInput) else fast
+        runs[name] = runner(generator, sketch)
+        runs[name + ", fast path"] = runner(fast, sketch)
+        rows[name] = rows[name + ", fast path"] = {"parameters": count_parameters(generator), "output": output}
+    timings = time_interleaved(runs, repeats)
+    reference_wall = timings["reference unet_256 (3x256x256)"].wall_s
+    return [{"name": name, **rows[name], "wall_ms": 1000 * timing.wall_s, "cpu_ms": 1000 * timing.cpu_s,
+             "ratio": timing.wall_s / reference_wall, "runs": timing.runs} for name, timing in timings.items()]
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeats", type=int, default=15, help="timed runs of each variant (median reported)")
+    parser.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 2))
+    args = parser.parse_args(argv)
+    if args.repeats < 1:
+        parser.error("--repeats must be at least 1")
+    torch.set_num_threads(args.threads)
+    results = measure(args.repeats)
+    print(f"{platform.processor() or platform.machine()}, {args.threads} torch thread(s), torch {torch.__version__}, "
+          f"median of {args.repeats} runs each, batch 1, interleaved")
+    print("| generator | output (HxW) | parameters | wall ms | CPU ms | / unet_256 wall |")
+    print("|---|---|---|---|---|---|")
+    for row in results:
+        height, width = row["output"]
+        print(f"| {row['name']} | {height}x{width} | {row['parameters'] / 1e6:.1f}M | {row['wall_ms']:.0f} | "
+              f"{row['cpu_ms']:.0f} | {row['ratio']:.2f}x |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,94 @@
+"""The loss terms of the generator v2 objective, each a plain function of tensors.
+
+The trainer (train.py) weights them by TrainConfig and logs each under its name:
+
+- ``G_GAN`` / ``D_real`` / ``D_fake``: :func:`adversarial_loss`, averaged over the
+  discriminator's scales;
+- ``G_feat``: :func:`feature_matching_loss`, the discriminator's features of the generated photo
+  against those of the true one (pix2pixHD, Wang et al. 2018);
+- ``G_perceptual``: :func:`perceptual_loss` on the features of a frozen ImageNet network
+  (darknet-tiny, ``sketch2face.training.darknet``);
+- ``G_identity``: :func:`identity_loss`, 1 - cosine of face embeddings of the generated and the
+  true photo (SFace, ``sketch2face.training.sface``), each aligned by the sample's five points.
+
+The frozen networks are passed in as callables, so any network with the same call signature
+works (the tests use small random convolutional networks).
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from ..networks import GANLoss
+
+GAN_MODES = ("vanilla", "lsgan", "hinge")
+
+FeatureNetwork = Callable[[torch.Tensor], Sequence[torch.Tensor]]  # rgb in [-1, 1] -> feature maps
+IdentityEmbedder = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (rgb, N x 5 x 2 points) -> N x D, unit rows
+
+_vanilla = GANLoss()
+
+
+def adversarial_loss(logits: torch.Tensor | Sequence[torch.Tensor], target_is_real: bool, mode: str,
+                     for_discriminator: bool = True) -> torch.Tensor:
+    """The GAN term for one patch-logit map, or the mean over a list of them (one per scale).
+
+    vanilla: cross-entropy (pix2pix); lsgan: least squares to 1 / 0 (Mao et al. 2017, pix2pixHD);
+    hinge: max(0, 1 -+ D) for the discriminator, -D for the generator (Lim & Ye 2017).
+    """
+    if mode not in GAN_MODES:
+        raise ValueError(f"gan_mode must be one of {GAN_MODES}, not {mode!r}")
+    if not isinstance(logits, torch.Tensor):
+        return torch.stack([adversarial_loss(each, target_is_real, mode, for_discriminator) for each in logits]).mean()
+    if mode == "vanilla":
+        return _vanilla(logits, target_is_real)
+    if mode == "lsgan":
+        return F.mse_loss(logits, torch.full_like(logits, 1.0 if target_is_real else 0.0))
+    if not for_discriminator:  # hinge, generator side
+        if not target_is_real:
+            raise ValueError("the hinge generator loss only pushes generated patches towards real")
+        return -logits.mean()
+    return F.relu(1.0 - logits).mean() if target_is_real else F.relu(1.0 + logits).mean()
+
+
+def feature_matching_loss(fake_features: Sequence[Sequence[torch.Tensor]],
+                          real_features: Sequence[Sequence[torch.Tensor]]) -> torch.Tensor:
+    """Mean L1 between the discriminator's intermediate activations (logits excluded) of the
+    generated and the true photo, averaged over layers and scales. The real side is detached:
+    this term trains the generator only."""
+    terms = [F.l1_loss(fake, real.detach())
+             for fake_scale, real_scale in zip(fake_features, real_features, strict=True)
+             for fake, real in zip(fake_scale[:-1], real_scale[:-1], strict=True)]
+    return torch.stack(terms).mean()
+
+
+def perceptual_loss(fake: torch.Tensor, photo: torch.Tensor, features: FeatureNetwork) -> torch.Tensor:
+    """Mean over layers of the L1 distance of the two photos' features, each layer divided by the
+    mean magnitude of the true photo's features there: the layers count alike whatever their
+    scale, and the term starts near 1 whatever the network, so its weight reads directly."""
+    with torch.no_grad():
+        targets = [target.detach() for target in features(photo)]
+    terms = [F.l1_loss(generated, target) / target.abs().mean().clamp_min(1e-6)
+             for generated, target in zip(features(fake), targets, strict=True)]
+    return torch.stack(terms).mean()
+
+
+def identity_loss(fake: torch.Tensor, photo: torch.Tensor, five_points: torch.Tensor, has_points: torch.Tensor,
+                  embed: IdentityEmbedder) -> torch.Tensor:
+    """1 - cosine similarity of the face embeddings of the generated and the true photo, both
+    aligned by the sample's five points (eye centres, nose tip, mouth corners, in the photo's
+    pixels), averaged over the samples that have points; 0 when none has."""
+    if has_points.shape != fake.shape[:1] or five_points.shape != (fake.shape[0], 5, 2):
+        raise ValueError(f"expected five points (N, 5, 2) and a (N,) mask for N={fake.shape[0]}, "
+                         f"got {tuple(five_points.shape)} and {tuple(has_points.shape)}")
+    rows = has_points.nonzero().flatten()
+    if rows.numel() == 0:
+        return fake.new_zeros(())
+    points = five_points[rows].to(fake.dtype)
+    with torch.no_grad():
+        target = embed(photo[rows], points)
+    generated = embed(fake[rows], points)
+    return (1.0 - F.cosine_similarity(generated, target.detach(), dim=1)).mean()
