@@ -13,7 +13,6 @@ user drawings, and the photo is warped by the same framing transform.
 from __future__ import annotations
 
 import csv
-import importlib.util
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +26,9 @@ from torch.utils.data import Dataset
 from .. import preprocess
 from . import styles
 from ..errors import InputError
-from ..preprocess import CANVAS_EYES, CANVAS_SIZE
+from ..landmarks import LandmarkDetector
+from ..preprocess import CANVAS_EYES, CANVAS_SIZE, similarity_transform
+from ..tensors import image_to_tensor
 
 HELD_OUT = ("cufs/test", "faces/canada", "eval")
 TRAIN_FACE_FOLDERS = ("london_neutral", "3dsk", "composite")
@@ -35,7 +36,7 @@ CUFS_SIZE = (200, 250)
 
 
 def default_data_root() -> Path:
-    """$SKETCH2FACE_DATA, else ../shared/data next to the repository."""
+    """$SKETCH2FACE_DATA, else ../shared/data next to the checkout the package runs from."""
     if os.environ.get("SKETCH2FACE_DATA"):
         return Path(os.environ["SKETCH2FACE_DATA"])
     return Path(__file__).resolve().parents[3] / "shared" / "data"
@@ -87,15 +88,7 @@ def load_cufs(split: str, root: Path | None = None, allow_held_out: bool = False
 
 def eye_alignment(left_eye: tuple[float, float], right_eye: tuple[float, float]) -> np.ndarray:
     """Similarity transform (2x3) taking the two pupils (image left, image right) to CANVAS_EYES."""
-    source = np.array([left_eye, right_eye], dtype=np.float64)
-    target = np.array(CANVAS_EYES, dtype=np.float64)
-    source_vector, target_vector = source[1] - source[0], target[1] - target[0]
-    scale = np.linalg.norm(target_vector) / np.linalg.norm(source_vector)
-    angle = np.arctan2(target_vector[1], target_vector[0]) - np.arctan2(source_vector[1], source_vector[0])
-    cos, sin = scale * np.cos(angle), scale * np.sin(angle)
-    rotation = np.array([[cos, -sin], [sin, cos]])
-    shift = target[0] - rotation @ source[0]
-    return np.hstack([rotation, shift[:, None]])
+    return similarity_transform([left_eye, right_eye], CANVAS_EYES)
 
 
 def load_faces(
@@ -122,25 +115,6 @@ def load_faces(
     return records
 
 
-class LandmarkDetector:
-    """dlib's HOG face detector + 68-point shape predictor, shipped by face-recognition-models."""
-
-    def __init__(self):
-        import dlib
-
-        models = Path(importlib.util.find_spec("face_recognition_models").origin).parent / "models"
-        self._detector = dlib.get_frontal_face_detector()
-        self._predictor = dlib.shape_predictor(str(models / "shape_predictor_68_face_landmarks.dat"))
-
-    def __call__(self, photo: np.ndarray) -> np.ndarray | None:
-        faces = self._detector(photo, 1)
-        if not faces:
-            return None
-        largest = max(faces, key=lambda box: box.area())
-        shape = self._predictor(photo, largest)
-        return np.array([[shape.part(i).x, shape.part(i).y] for i in range(68)], dtype=np.float32)
-
-
 def add_landmarks(records: list[FaceRecord]) -> int:
     """Fill in landmarks where dlib finds a face; returns how many were found."""
     try:
@@ -158,13 +132,6 @@ def add_landmarks(records: list[FaceRecord]) -> int:
 # mouse-doodle style weighted up because it is what people really draw.
 CUFS_STYLE_WEIGHTS = {"artist": 0.4, "doodle": 0.25, "edges": 0.1, "xdog": 0.1, "pencil": 0.15}
 PHOTO_STYLE_WEIGHTS = {"doodle": 0.4, "edges": 0.2, "xdog": 0.2, "pencil": 0.2}
-
-
-def to_tensor(image: np.ndarray) -> torch.Tensor:
-    """uint8 RGB (H, W, 3) or float grey (H, W) in [0, 1] -> float tensor in [-1, 1], CHW."""
-    if image.ndim == 2:
-        return torch.from_numpy(image.astype(np.float32) * 2.0 - 1.0)[None]
-    return torch.from_numpy(image.astype(np.float32) / 127.5 - 1.0).permute(2, 0, 1).contiguous()
 
 
 FACE_MARGIN_PX = 6  # skin just outside the landmarks: dlib's identity crop sees it too
@@ -257,7 +224,7 @@ class SketchPhotoDataset(Dataset):
         rng = np.random.default_rng([self.seed, index, self._calls])
         record = self.records[index]
         pair = make_training_pair(record, self.style_for(record, rng), rng, self.augment)
-        return {"sketch": to_tensor(pair.sketch), "photo": to_tensor(pair.photo),
+        return {"sketch": image_to_tensor(pair.sketch), "photo": image_to_tensor(pair.photo),
                 "face_mask": torch.from_numpy(pair.face_mask)[None]}
 
 

@@ -24,7 +24,6 @@ go to --out (git-ignored ``outputs/`` by default).
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import time
 from dataclasses import dataclass
@@ -37,6 +36,7 @@ from skimage.metrics import mean_squared_error, peak_signal_noise_ratio, structu
 
 from . import data, styles
 from .data import CUFS_SIZE
+from ..landmarks import FaceDetector, model_path
 from ..pipeline import Sketch2Face
 
 PUBLISHED = [
@@ -53,17 +53,16 @@ class FaceEmbedder:
     def __init__(self):
         import dlib
 
-        models = Path(importlib.util.find_spec("face_recognition_models").origin).parent / "models"
-        self.detector = dlib.get_frontal_face_detector()
-        self.shape_predictor = dlib.shape_predictor(str(models / "shape_predictor_5_face_landmarks.dat"))
-        self.encoder = dlib.face_recognition_model_v1(str(models / "dlib_face_recognition_resnet_model_v1.dat"))
+        self.faces = FaceDetector()
+        self.shape_predictor = dlib.shape_predictor(str(model_path("shape_predictor_5_face_landmarks.dat")))
+        self.encoder = dlib.face_recognition_model_v1(str(model_path("dlib_face_recognition_resnet_model_v1.dat")))
         self._dlib = dlib
 
     def __call__(self, image: np.ndarray, fallback_box: tuple[int, int, int, int]) -> tuple[np.ndarray, bool]:
         image = np.ascontiguousarray(image)
-        faces = self.detector(image, 1)
-        found = bool(faces)
-        box = max(faces, key=lambda face: face.area()) if found else self._dlib.rectangle(*fallback_box)
+        box = self.faces.largest_face(image)
+        found = box is not None
+        box = box if found else self._dlib.rectangle(*fallback_box)
         shape = self.shape_predictor(image, box)
         return np.array(self.encoder.compute_face_descriptor(image, shape)), found
 

@@ -16,7 +16,8 @@ import argparse
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, fields
+import typing
+from dataclasses import asdict, fields
 from pathlib import Path
 
 import torch
@@ -25,33 +26,8 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from . import data
+from .config import TrainConfig
 from ..networks import GANLoss, PatchDiscriminator, UNetGenerator, init_weights
-
-
-@dataclass
-class TrainConfig:
-    ngf: int = 32
-    ndf: int = 32
-    num_downs: int = 6
-    batch_size: int = 8
-    epochs: int = 80
-    decay_from_epoch: int = 40  # learning rate decays linearly to 0 after this epoch
-    lr: float = 2e-4
-    beta1: float = 0.5
-    lambda_l1: float = 100.0
-    lambda_face: float = 0.0  # extra L1 on the inner face (landmark hull); 0 = plain pix2pix
-    seed: int = 0
-    record_limit: int | None = None  # per source; None = all training photos
-    with_landmarks: bool = True
-    artist_weight: float = data.CUFS_STYLE_WEIGHTS["artist"]  # how often a CUFS pair keeps its artist sketch
-    cufs_repeats: int = 1  # CUFS pairs per epoch, relative to the other photos
-    checkpoint_every: int = 200  # steps
-    log_every: int = 10
-
-    @classmethod
-    def quick(cls) -> "TrainConfig":
-        """A few real steps on a handful of records: for tests and smoke runs."""
-        return cls(ngf=8, ndf=8, batch_size=2, epochs=2, decay_from_epoch=1, record_limit=2, checkpoint_every=2, log_every=1)
 
 
 def face_l1(fake: torch.Tensor, photo: torch.Tensor, face_mask: torch.Tensor | None) -> torch.Tensor:
@@ -293,15 +269,28 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--init-from", type=Path, default=None, help="fine-tune: start from a checkpoint.pt, or a generator folder (fresh discriminator)")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     parser.add_argument("--max-minutes", type=float, default=None, help="time budget: the LR schedule is compressed to finish within it")
-    for field in fields(TrainConfig):
-        if field.name in ("record_limit",):
-            parser.add_argument("--record-limit", type=int, default=None)
-        elif field.type in ("bool",):
-            parser.add_argument(f"--{field.name.replace('_', '-')}", type=lambda v: v.lower() in ("1", "true", "yes"), default=None)
-        else:
-            kind = {"int": int, "float": float}[field.type]
-            parser.add_argument(f"--{field.name.replace('_', '-')}", type=kind, default=None)
+    for name, kind in config_flag_types().items():
+        parser.add_argument(f"--{name.replace('_', '-')}", type=kind, default=None)
     return parser.parse_args(argv)
+
+
+def parse_bool(text: str) -> bool:
+    if text.lower() in ("1", "true", "yes"):
+        return True
+    if text.lower() in ("0", "false", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def config_flag_types(config_class: type = TrainConfig) -> dict[str, typing.Callable[[str], object]]:
+    """Each config field and the parser of its flag, from the real types (``int | None`` parses an int)."""
+    parsers = {}
+    for name, hint in typing.get_type_hints(config_class).items():
+        kinds = [kind for kind in typing.get_args(hint) if kind is not type(None)] or [hint]
+        if len(kinds) != 1 or kinds[0] not in (bool, int, float, str):
+            raise TypeError(f"{config_class.__name__}.{name}: no command-line parser for {hint}")
+        parsers[name] = parse_bool if kinds[0] is bool else kinds[0]
+    return parsers
 
 
 def main(argv: list[str] | None = None) -> None:
