@@ -21,6 +21,7 @@ from pathlib import Path
 from .errors import Sketch2FaceError
 
 PROG = "sketch2face"
+CHECKOUT = Path(__file__).resolve().parent.parent  # the clone, when the package runs from one
 # Commands that hand their arguments to another module's main(argv).
 DELEGATED = {
     "train": ("sketch2face.training.train", "train the pix2pix generator (the [train] extra)"),
@@ -73,13 +74,12 @@ def build_parser() -> argparse.ArgumentParser:
 def run_delegated(name: str, argv: list[str]) -> int:
     module_name = DELEGATED[name][0]
     if name == "bench":
-        checkout = Path(__file__).resolve().parent.parent
-        if not (checkout / "benchmarks" / "bench.py").is_file():
+        if not (CHECKOUT / "benchmarks" / "bench.py").is_file():
             print(f"error: the benchmark lives in a clone of the repository (benchmarks/), not in the installed "
                   f"package; run `{PROG} bench` from a clone or an editable install.", file=sys.stderr)
             return 2
-        if str(checkout) not in sys.path:
-            sys.path.insert(0, str(checkout))
+        if str(CHECKOUT) not in sys.path:
+            sys.path.insert(0, str(CHECKOUT))
     try:
         module = importlib.import_module(module_name)
     except ImportError as error:
