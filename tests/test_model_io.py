@@ -65,9 +65,15 @@ def test_hub_repo_id_without_network_gives_a_clear_error(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HOME", str(tmp_path))
     monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", False)
     # Nothing listens on the discard port. huggingface_hub built its URLs from HF_ENDPOINT at import:
-    # set what it built. (It retries with back-off for ~22 s before giving up, as a Space would.)
+    # set what it built.
     monkeypatch.setattr("huggingface_hub.constants.HUGGINGFACE_CO_URL_TEMPLATE",
                         "http://127.0.0.1:9/{repo_id}/resolve/{revision}/{filename}")
+    # A Space would wait out huggingface_hub's own retries (~22 s of back-off) first; the test doesn't.
+    from huggingface_hub import file_download
+
+    follow = file_download._httpx2_follow_hub_redirects_with_backoff
+    monkeypatch.setattr(file_download, "_httpx2_follow_hub_redirects_with_backoff",
+                        lambda *args, **kwargs: follow(*args, **{**kwargs, "retry_on_errors": False}))
     with pytest.raises(ModelLoadError, match="Could not load model 'someone/other'"):
         load_generator("someone/other")
 
