@@ -378,7 +378,7 @@ def report(results: dict, args: argparse.Namespace) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer repeats (a smoke test, not numbers to quote)")
     parser.add_argument(
         "--threads", type=int, default=min(2, os.cpu_count() or 2),
