@@ -1,7 +1,7 @@
 """Benchmark the GFPGAN stage on CPU: the stock fp32 forward against the optimised one.
 
-    nice -n 15 .venv/bin/python benchmarks/gfpgan_stage.py --repeats 5
-    nice -n 15 .venv/bin/python benchmarks/gfpgan_stage.py --bf16 --compile   # + the rejected variants
+    nice -n 15 .venv/bin/python -m benchmarks.gfpgan_stage --repeats 5
+    nice -n 15 .venv/bin/python -m benchmarks.gfpgan_stage --bf16 --compile   # + the rejected variants
 
 Both run the same GFPGANv1Clean (v1.4 configuration, 512 px) on the same aligned face, in the
 same process, interleaved, so background load hits them alike. Reported per face: wall-clock
@@ -21,21 +21,23 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
-import sys
 import time
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
+import torch
+from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+from sketch2face.fastpath_gfpgan import FastGFPGAN
+from sketch2face.restore import FaceRestorer, network, weights  # network imports the torchvision compat shim first
+from sketch2face.restore.alignment import crop_to_template
+from sketch2face.tensors import image_to_tensor, tensor_to_image
+
+from .machine import cpu_description
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
-
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from sketch2face import restore  # noqa: E402  (imports the torchvision compat shim first)
 
 V14_CONFIG = {
     "out_size": 512,
@@ -74,17 +76,17 @@ def realistic_face() -> tuple[np.ndarray, str]:
 
 def load_network(checkpoint: str | None = None) -> tuple[torch.nn.Module, str]:
     """The real GFPGANv1.4 if present locally (never downloads), else seeded random weights."""
-    candidates = [checkpoint, os.environ.get(restore.PATH_ENV), restore.cache_dir() / restore.CHECKPOINT_NAME]
+    candidates = [checkpoint, os.environ.get(weights.PATH_ENV), weights.cache_dir() / weights.CHECKPOINT_NAME]
     for candidate in candidates:
         if candidate and Path(candidate).is_file():
-            return restore.load_gfpgan(Path(candidate)), f"real checkpoint {candidate}"
+            return network.load_gfpgan(Path(candidate)), f"real checkpoint {candidate}"
     torch.manual_seed(0)
-    network = restore.build_gfpgan(V14_CONFIG).eval()
+    stock = network.build_gfpgan(V14_CONFIG).eval()
     with torch.no_grad():  # noise strengths are trained, non-zero values in the real model
-        for name, parameter in network.named_parameters():
+        for name, parameter in stock.named_parameters():
             if name.endswith(".weight") and parameter.numel() == 1:
                 parameter.fill_(0.1)
-    return network, "random weights (seed 0; real GFPGANv1.4.pth not available here)"
+    return stock, "random weights (seed 0; real GFPGANv1.4.pth not available here)"
 
 
 def _timed(function: Callable[[], Any]) -> tuple[float, float, Any]:
@@ -94,8 +96,6 @@ def _timed(function: Callable[[], Any]) -> tuple[float, float, Any]:
 
 
 def _fidelity(candidate: np.ndarray, reference: np.ndarray) -> tuple[float, float]:
-    from skimage.metrics import peak_signal_noise_ratio, structural_similarity
-
     if np.array_equal(candidate, reference):
         return float("inf"), 1.0
     psnr = peak_signal_noise_ratio(reference, candidate, data_range=255)
@@ -115,13 +115,12 @@ def measure(
     if threads:
         torch.set_num_threads(threads)
     face, face_source = realistic_face()
-    network, weights = load_network(checkpoint)
-    fast = restore.FastGFPGAN(network).eval()
-    crop = restore.crop_to_template(face)
-    image = restore._to_tensor(crop, torch.device("cpu"))
+    stock, weights_source = load_network(checkpoint)
+    fast = FastGFPGAN(stock).eval()
+    image = image_to_tensor(crop_to_template(face))[None]
 
     variants: dict[str, Callable[[], torch.Tensor]] = {
-        "stock fp32 (GFPGANv1Clean.forward, no_grad)": lambda: _stock(network, image),
+        "stock fp32 (GFPGANv1Clean.forward, no_grad)": lambda: _stock(stock, image),
         "optimised fp32 (FastGFPGAN, inference_mode)": lambda: _inference(fast, image),
     }
     if bf16:
@@ -137,7 +136,7 @@ def measure(
 
     outputs, walls, cpus = {}, {name: [] for name in variants}, {name: [] for name in variants}
     for name, run in variants.items():  # warm-up: oneDNN primitive creation, allocator
-        outputs[name] = restore._to_image(run())
+        outputs[name] = tensor_to_image(run())
     for _ in range(repeats):
         for name, run in variants.items():  # interleaved: load spikes hit every variant
             wall, cpu, _ = _timed(run)
@@ -159,10 +158,10 @@ def measure(
         )
 
     # The whole stage as the pipeline runs it: align, optimised network, paste into the 2x canvas.
-    restorer = restore.FaceRestorer.from_network(network)
+    restorer = FaceRestorer.from_network(stock)
     restorer.restore(face)
     stage = [_timed(lambda: restorer.restore(face)) for _ in range(repeats)]
-    stock_stage = restore.FaceRestorer.from_network(network, optimized=False).restore(face)
+    stock_stage = FaceRestorer.from_network(stock, optimized=False).restore(face)
     stage_psnr, stage_ssim = _fidelity(stage[-1][2], stock_stage)
 
     return {
@@ -177,32 +176,22 @@ def measure(
         "compile_s": compile_seconds,
         "repeats": repeats,
         "threads": torch.get_num_threads(),
-        "weights": weights,
+        "weights": weights_source,
         "input": face_source,
-        "cpu": _cpu_name(),
+        "cpu": cpu_description(),
         "load_average": (load_before, os.getloadavg()[0]),
         "torch": torch.__version__,
     }
 
 
-def _stock(network: torch.nn.Module, image: torch.Tensor) -> torch.Tensor:
+def _stock(stock: torch.nn.Module, image: torch.Tensor) -> torch.Tensor:
     with torch.no_grad():  # what GFPGANer.enhance does
-        return restore.stock_forward(network, image)
+        return network.stock_forward(stock, image)
 
 
 def _inference(module: Callable, image: torch.Tensor, bf16: bool = False) -> torch.Tensor:
     with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
         return module(image).float()
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return f"{line.split(':', 1)[1].strip()} x{os.cpu_count()}"
-    except OSError:
-        pass
-    return f"{platform.processor() or platform.machine()} x{os.cpu_count()}"
 
 
 def format_report(result: dict[str, Any]) -> str:

@@ -21,4 +21,10 @@ export GRADIO_ANALYTICS_ENABLED=False HF_HUB_DISABLE_TELEMETRY=1 HF_HUB_OFFLINE=
 if [ "$#" -eq 0 ]; then
     set -- tests
 fi
-exec "$ROOT/.venv/bin/python" -m pytest -ra --timeout=900 "$@"
+# File order, so a failure reruns the same way. SKETCH2FACE_TEST_ORDER=random shuffles it with
+# pytest-randomly, which prints its seed: add --randomly-seed=N to rerun that order.
+order=(-p no:randomly)
+if [ "${SKETCH2FACE_TEST_ORDER:-}" = random ]; then
+    order=()
+fi
+exec "$ROOT/.venv/bin/python" -m pytest -ra --timeout=900 "${order[@]}" "$@"

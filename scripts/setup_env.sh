@@ -58,7 +58,7 @@ pip_install() {
 
 [ -x "$VENV/bin/python" ] || create_venv
 
-app_hash="$(step_hash "$ROOT/requirements.txt")"
+app_hash="$(step_hash "$ROOT/requirements.txt" "$ROOT/pyproject.toml")"
 if step_done app "$app_hash"; then
     log "app requirements up to date (.venv/.setup-app)"
 else
@@ -69,6 +69,8 @@ else
     pip_install "$(pin_of torch)" "$(pin_of torchvision)"
     pip_install --no-build-isolation "$(pin_of basicsr)"
     pip_install -r "$ROOT/requirements.txt"
+    # 4. this checkout as the sketch2face package (the `sketch2face` command), its pins already met.
+    pip_install --no-deps --no-build-isolation --editable "$ROOT"
     echo "$app_hash" > "$VENV/.setup-app"
 fi
 

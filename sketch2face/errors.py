@@ -11,3 +11,7 @@ class InputError(Sketch2FaceError, ValueError):
 
 class ModelLoadError(Sketch2FaceError, RuntimeError):
     """The generator weights could not be found, downloaded or read."""
+
+
+class RestorationUnavailable(Sketch2FaceError, RuntimeError):
+    """GFPGAN could not run (no weights and offline, a bad file, a face it can't align, ...)."""

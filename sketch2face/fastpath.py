@@ -11,7 +11,7 @@ What it does, all exact up to float rounding:
 - keeps weights and activations channels-last (NHWC): oneDNN's convolutions, transposed ones
   above all, run much faster on CPU in that layout than in NCHW.
 
-Measured on the 2-core CPU this project serves from (``python -m sketch2face.bench``): 23 ms
+Measured on the 2-core CPU this project serves from (``python -m benchmarks``): 23 ms
 instead of 30 ms per 256x320 face, outputs within 5e-6 of the plain model. Tried and left out
 (docs/benchmark.md): bfloat16 autocast, 4x slower (this CPU has no avx512_bf16/AMX, so it is
 emulated); TorchScript freeze + optimize_for_inference, slower than this; ``torch.compile``
@@ -24,29 +24,9 @@ import copy
 
 import torch
 from torch import nn
+from torch.nn.utils import fuse_conv_bn_eval
 
 from .networks import UNetGenerator
-
-
-def _fold_batchnorm_into(conv: nn.Conv2d | nn.ConvTranspose2d, norm: nn.BatchNorm2d) -> None:
-    """conv <- norm(conv(x)) for eval-mode statistics (in place on ``conv``)."""
-    if norm.running_mean is None or norm.running_var is None:
-        raise ValueError("BatchNorm without running statistics can't be folded")
-    scale = 1.0 / torch.sqrt(norm.running_var + norm.eps)
-    shift = torch.zeros_like(norm.running_mean)
-    if norm.affine:
-        scale = scale * norm.weight.detach()
-        shift = norm.bias.detach()
-    bias = conv.bias.detach() if conv.bias is not None else torch.zeros_like(norm.running_mean)
-    weight = conv.weight.detach()
-    if isinstance(conv, nn.ConvTranspose2d):  # weight is (in, out / groups, kH, kW)
-        if conv.groups != 1:
-            raise ValueError("grouped transposed convolutions are not folded")
-        weight = weight * scale.view(1, -1, 1, 1)
-    else:  # (out, in / groups, kH, kW)
-        weight = weight * scale.view(-1, 1, 1, 1)
-    conv.weight = nn.Parameter(weight, requires_grad=False)
-    conv.bias = nn.Parameter((bias - norm.running_mean) * scale + shift, requires_grad=False)
 
 
 def fold_batchnorm(module: nn.Module) -> nn.Module:
@@ -58,7 +38,9 @@ def fold_batchnorm(module: nn.Module) -> nn.Module:
         kept: list[nn.Module] = []
         for layer in layers:
             if isinstance(layer, nn.BatchNorm2d) and kept and isinstance(kept[-1], (nn.Conv2d, nn.ConvTranspose2d)):
-                _fold_batchnorm_into(kept[-1], layer)
+                if layer.running_mean is None or layer.running_var is None:
+                    raise ValueError("BatchNorm without running statistics can't be folded")
+                kept[-1] = fuse_conv_bn_eval(kept[-1], layer, transpose=isinstance(kept[-1], nn.ConvTranspose2d))
             elif isinstance(layer, nn.Dropout):
                 continue
             else:

@@ -1,7 +1,7 @@
 """The inference pipeline: sketch -> normalise -> generate -> (restore) -> image.
 
     from sketch2face import Sketch2Face
-    model = Sketch2Face.from_pretrained()              # bundled weights/, offline
+    model = Sketch2Face.from_pretrained()              # the checkout's weights/, else the Hub model
     face = model("drawing.png")                         # PIL.Image, RGB
     result = model.generate(drawing, enhance=True)      # image + notes (e.g. why GFPGAN was skipped)
 
@@ -27,11 +27,17 @@ from PIL import Image
 from . import preprocess
 from .errors import ModelLoadError, Sketch2FaceError
 from .networks import UNetGenerator
+from .tensors import image_to_tensor, tensor_to_image
 
 logger = logging.getLogger(__name__)
 
+# The weights/ folder of the checkout this package runs from (an editable install or a clone);
+# an installed wheel has none and falls back to the Hub model.
 DEFAULT_WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
+# Placeholder: this repo id is not published yet (see the README); set SKETCH2FACE_MODEL to yours.
+DEFAULT_HUB_MODEL = "sketch2face/sketch2face-pix2pix"
 MODEL_ENV = "SKETCH2FACE_MODEL"
+HUB_ETAG_TIMEOUT_S = 5  # fail fast rather than hang a Space's start-up on an unreachable Hub
 
 
 @dataclass
@@ -50,9 +56,13 @@ def _looks_like_repo_id(name: str) -> bool:
 def load_generator(model: str | os.PathLike | None = None, device: str = "cpu") -> UNetGenerator:
     """Load from a local folder (config.json + model.safetensors) or a Hub repo id.
 
-    ``model`` defaults to $SKETCH2FACE_MODEL, then the bundled ``weights/`` folder.
+    ``model`` defaults to $SKETCH2FACE_MODEL, then the checkout's ``weights/`` folder when the
+    package runs from one, then DEFAULT_HUB_MODEL.
     Raises ModelLoadError with a one-line reason (offline, missing, not safetensors, ...).
     """
+    if not (model or os.environ.get(MODEL_ENV)) and not (DEFAULT_WEIGHTS_DIR / "model.safetensors").is_file():
+        hint = f"There is no {DEFAULT_WEIGHTS_DIR} either: pass a weights folder or a Hub repo id, or set {MODEL_ENV}."
+        return _load_from_hub(DEFAULT_HUB_MODEL, hint).to(device).eval()
     name = str(model or os.environ.get(MODEL_ENV) or DEFAULT_WEIGHTS_DIR)
     path = Path(name).expanduser()
     if path.is_dir():
@@ -71,28 +81,22 @@ def load_generator(model: str | os.PathLike | None = None, device: str = "cpu") 
     return generator.to(device).eval()
 
 
-def _load_from_hub(repo_id: str) -> UNetGenerator:
-    from huggingface_hub import constants
+def _load_from_hub(repo_id: str, hint: str = f"Unset {MODEL_ENV} to use the bundled weights/.") -> UNetGenerator:
+    from huggingface_hub import hf_hub_download, is_offline_mode
     from huggingface_hub.errors import LocalEntryNotFoundError
-
-    # Fail fast rather than hang a Space's start-up on an unreachable Hub.
-    os.environ.setdefault("HF_HUB_ETAG_TIMEOUT", "5")
-    os.environ.setdefault("HF_HUB_DOWNLOAD_TIMEOUT", "10")
-    from huggingface_hub import hf_hub_download
 
     try:
         # Exactly config.json + model.safetensors: the mixin alone would fall back to a pickle.
-        hf_hub_download(repo_id, "config.json")
-        snapshot = Path(hf_hub_download(repo_id, "model.safetensors")).parent
+        hf_hub_download(repo_id, "config.json", etag_timeout=HUB_ETAG_TIMEOUT_S)
+        snapshot = Path(hf_hub_download(repo_id, "model.safetensors", etag_timeout=HUB_ETAG_TIMEOUT_S)).parent
         with contextlib.redirect_stdout(sys.stderr):
             return UNetGenerator.from_pretrained(snapshot, strict=True)
     except LocalEntryNotFoundError:
-        reason = "HF_HUB_OFFLINE is set and it is not in the local cache" if constants.HF_HUB_OFFLINE else "the Hub is unreachable (offline?) and it is not in the local cache"
+        reason = "HF_HUB_OFFLINE is set and it is not in the local cache" if is_offline_mode() else "the Hub is unreachable (offline?) and it is not in the local cache"
     except Exception as error:  # repo not found, gated, network errors of every kind
         reason = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else 'no details'}"
     raise ModelLoadError(
-        f"Could not load model '{repo_id}' from the Hugging Face Hub: {reason}. "
-        f"Unset {MODEL_ENV} to use the bundled weights/."
+        f"Could not load model '{repo_id}' from the Hugging Face Hub: {reason}. {hint}"
     )
 
 
@@ -142,11 +146,8 @@ class Sketch2Face:
 
     def generate_canvas(self, canvas: np.ndarray) -> np.ndarray:
         """Canvas sketch (float32 H x W, 1 = paper) -> canvas face (uint8 H x W x 3)."""
-        batch = torch.from_numpy(np.ascontiguousarray(canvas, dtype=np.float32) * 2.0 - 1.0)[None, None]
         with torch.inference_mode():
-            photo = self._serving_generator(batch.to(self.device))[0]
-        photo = ((photo.clamp(-1.0, 1.0) + 1.0) * 127.5).round().to(torch.uint8)
-        return photo.permute(1, 2, 0).cpu().numpy()
+            return tensor_to_image(self._serving_generator(image_to_tensor(canvas)[None].to(self.device)))
 
     @property
     def restorer(self):

@@ -15,6 +15,7 @@ from __future__ import annotations
 import io
 import math
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,9 @@ from .errors import InputError
 CANVAS_SIZE = (256, 320)  # (width, height) the generator works at
 # Pupil centres of the CUFS framing (measured with dlib over the 88 train photos) x 1.28.
 CANVAS_EYES = ((94.7, 162.8), (160.3, 163.0))
+# Five facial points of a face framed on the canvas: the eyes above, then the nose tip and the
+# mouth corners (dlib's points 30, 48 and 54, mean over the 300 training faces).
+CANVAS_FACE_POINTS = (*CANVAS_EYES, (127.7, 197.6), (101.6, 235.8), (153.9, 235.7))
 # The ink extent of every sketch is fitted into this box (x0, y0, x1, y1) of the canvas.
 FRAME_BOX = (12.0, 12.0, 244.0, 308.0)
 
@@ -99,10 +103,13 @@ def load_grayscale(source: Any) -> np.ndarray:
 
 def _open_image(handle) -> Image.Image:
     try:
-        image = Image.open(handle)
+        with warnings.catch_warnings():
+            # PIL warns past MAX_IMAGE_PIXELS (our limit) and only refuses past twice that: refuse here.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(handle)
         width, height = image.size  # from the header: nothing decoded yet
-    except (UnidentifiedImageError, Image.DecompressionBombError) as error:
-        if isinstance(error, Image.DecompressionBombError):
+    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        if isinstance(error, (Image.DecompressionBombError, Image.DecompressionBombWarning)):
             raise InputError(
                 f"The image is too large; the limit is {MAX_INPUT_PIXELS // 1_000_000} megapixels."
             ) from None
@@ -220,8 +227,10 @@ def _load_sketchpad(value: dict) -> np.ndarray:
         raise InputError("Draw a face first: the canvas is empty.")
     base = load_grayscale(background) if background is not None else None
     for layer in layers:
-        array = np.asarray(layer if not isinstance(layer, (str, os.PathLike)) else Image.open(layer).convert("RGBA"))
-        ink = load_grayscale(array)
+        if isinstance(layer, (str, os.PathLike)):
+            with open(layer, "rb") as handle:  # through _open_image: size-checked before decoding
+                layer = np.asarray(_open_image(handle).convert("RGBA"))
+        ink = load_grayscale(layer)
         base = ink if base is None or base.shape != ink.shape else np.minimum(base, ink)
     return base
 
@@ -296,6 +305,17 @@ def framing_transform(mask: np.ndarray) -> np.ndarray:
     tx = (fx0 + fx1) / 2.0 - scale * (x0 + x1) / 2.0
     ty = (fy0 + fy1) / 2.0 - scale * (y0 + y1) / 2.0
     return np.array([[scale, 0.0, tx], [0.0, scale, ty]], dtype=np.float64)
+
+
+def similarity_transform(source: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Least-squares scale, rotation and translation (2x3) taking the source points onto the target
+    points (exact for two points)."""
+    from skimage.transform import SimilarityTransform  # slow to import; only alignment needs it
+
+    transform = SimilarityTransform.from_estimate(np.asarray(source, np.float64), np.asarray(target, np.float64))
+    if not transform:
+        raise ValueError(f"no similarity transform fits these points: {transform}")
+    return transform.params[:2].copy()
 
 
 def warp_to_canvas(image: np.ndarray, to_canvas: np.ndarray, border_value: float | None = None) -> np.ndarray:

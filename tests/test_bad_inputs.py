@@ -2,8 +2,8 @@
 
 Every bad file must come back as our one-line message and leave the server answering; every
 odd-but-valid encoding (CMYK, 16-bit, palette, RGBA, animated GIF) must give the same face as
-the plain greyscale drawing it encodes. The tests run in file order: the last one checks that a
-normal request still works after all of them.
+the plain greyscale drawing it encodes. Memory is measured in a process of its own, which
+decodes the file exactly as the server does.
 """
 
 from __future__ import annotations
@@ -11,14 +11,12 @@ from __future__ import annotations
 import io
 import re
 import struct
-import threading
-import time
+import subprocess
+import sys
 import zlib
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
-import psutil
 import pytest
 from gradio_client import handle_file
 from PIL import Image, ImageDraw
@@ -26,6 +24,7 @@ from PIL import Image, ImageDraw
 from sketch2face import preprocess
 
 MiB = 1024 * 1024
+REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 # --------------------------------------------------------------------------------------
@@ -109,26 +108,27 @@ def refused_message(app_client, tmp_path: Path, name: str, content: bytes) -> st
     return message
 
 
-@contextmanager
-def rss_watch(interval_s: float = 0.005):
-    """Samples this process's RSS (the app is served in-process) while the block runs."""
-    process = psutil.Process()
-    stats = {"baseline": process.memory_info().rss, "peak": process.memory_info().rss}
-    done = threading.Event()
+MEMORY_PROBE = """
+import resource, sys
+from sketch2face import InputError, preprocess
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+try:
+    preprocess.normalise(sys.argv[1])
+    outcome = "accepted"
+except InputError:
+    outcome = "refused"
+print(outcome, (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) * 1024)
+"""
 
-    def sample():
-        while not done.is_set():
-            stats["peak"] = max(stats["peak"], process.memory_info().rss)
-            time.sleep(interval_s)
 
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    try:
-        yield stats
-    finally:
-        done.set()
-        sampler.join()
-        stats["growth"] = stats["peak"] - stats["baseline"]
+def decoding_memory(path: Path) -> tuple[str, int]:
+    """("accepted" or "refused", growth of the peak RSS in bytes) when a fresh process normalises
+    the file as the server does; the process's own imports are not counted."""
+    finished = subprocess.run([sys.executable, "-c", MEMORY_PROBE, str(path)], cwd=REPO_ROOT, capture_output=True,
+                              text=True, timeout=300)
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    outcome, growth = finished.stdout.split()
+    return outcome, int(growth)
 
 
 def assert_same_face(got: Image.Image, expected: Image.Image, max_mean_diff: float, what: str) -> None:
@@ -193,11 +193,11 @@ def test_one_pixel_image_is_refused(app_client, tmp_path):
 def test_20000_pixel_square_png_is_refused_without_decoding(app_client, tmp_path, palette):
     bomb = huge_png(20_000, palette)
     assert len(bomb) < 2 * MiB  # kilobytes on the wire, 400 megapixels decoded
-    with rss_watch() as memory:
-        message = refused_message(app_client, tmp_path, "bomb.png", bomb)
+    message = refused_message(app_client, tmp_path, "bomb.png", bomb)
     # PIL's own guard may fire before ours reads the size, hence the optional dimensions.
     assert re.fullmatch(r"The image is too large( \(20000x20000 pixels\))?; the limit is 40 megapixels\..*", message), message
-    assert memory["growth"] < 200 * MiB, f"the server's RSS grew {memory['growth'] / MiB:.0f} MiB"
+    outcome, growth = decoding_memory(tmp_path / "bomb.png")
+    assert outcome == "refused" and growth < 200 * MiB, f"{outcome}; the peak RSS grew {growth / MiB:.0f} MiB"
 
 
 def test_largest_accepted_image_is_decoded_within_bounded_memory(app_client, tmp_path):
@@ -211,14 +211,14 @@ def test_largest_accepted_image_is_decoded_within_bounded_memory(app_client, tmp
     draw.arc((side * 0.38, side * 0.62, side * 0.62, side * 0.72), 20, 160, fill=0, width=25)
     content = encoded(art, "PNG")
     del art, draw
-    with rss_watch() as memory:
-        face = upload(app_client, tmp_path, "poster.png", content)
+    face = upload(app_client, tmp_path, "poster.png", content)
     assert face.size[0] == face.size[1], "the square input's aspect was lost"
     assert preprocess.MIN_OUTPUT_SIDE <= face.size[0] <= preprocess.MAX_OUTPUT_SIDE
     assert np.asarray(face).std() > 5.0, "blank output"
     # Box-averaged to <= 16 MP in 8-bit before any float copy (preprocess.MAX_DECODED_PIXELS):
     # ~180 MiB measured; decoding it all as floats cost 1.1 GiB.
-    assert memory["growth"] < 512 * MiB, f"the server's RSS grew {memory['growth'] / MiB:.0f} MiB for one request"
+    outcome, growth = decoding_memory(tmp_path / "poster.png")
+    assert outcome == "accepted" and growth < 512 * MiB, f"{outcome}; the peak RSS grew {growth / MiB:.0f} MiB"
 
 
 # --------------------------------------------------------------------------------------
@@ -273,7 +273,6 @@ def test_animated_gif_uses_its_first_frame(app_client, tmp_path, drawing, plain_
 # Files the server must not hand out: only examples/ and its own outputs are allowed
 # --------------------------------------------------------------------------------------
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 FORBIDDEN_FILE_URLS = [
     "/gradio_api/file=/etc/passwd",
     "/gradio_api/file=%2Fetc%2Fpasswd",
@@ -364,7 +363,11 @@ def test_weights_with_missing_or_unknown_tensors_are_refused(tmp_path):
 # --------------------------------------------------------------------------------------
 
 
-def test_a_normal_request_still_succeeds_after_the_bad_ones(app_client, tmp_path, drawing, plain_face):
-    face = upload(app_client, tmp_path, "normal.png", encoded(Image.fromarray(drawing), "PNG"))
+def test_a_normal_request_still_succeeds_after_bad_ones(app_client, tmp_path, drawing, plain_face):
+    whole = encoded(Image.fromarray(drawing), "PNG")
+    for name, content in (("notes.png", b"not an image\n" * 30), ("cut.png", whole[: len(whole) // 2]),
+                          ("bomb.png", huge_png(20_000, palette=True)), ("empty.png", b"")):
+        refused_message(app_client, tmp_path, name, content)
+    face = upload(app_client, tmp_path, "normal.png", whole)
     assert_same_face(face, plain_face, max_mean_diff=0.5, what="plain PNG")
     assert np.asarray(face).std() > 5.0, "blank output"

@@ -1,15 +1,18 @@
-"""``python -m sketch2face generate``: one model load, one PNG per input, failures reported."""
+"""The ``sketch2face`` command: ``generate`` (one model load, one PNG per input, failures
+reported) and the commands it hands to the training modules and the benchmark."""
 
 from __future__ import annotations
 
-import os
+import runpy
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image, ImageDraw
 
+from sketch2face import __main__ as cli
 from sketch2face.__main__ import main
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -59,13 +62,39 @@ def test_unloadable_model_exits_2_with_one_line(tmp_path, capsys):
     assert err.startswith("error: ") and "\n" not in err
 
 
-def test_module_entry_point_runs_as_documented(tiny_model_dir, tmp_path):
+def test_module_entry_point_runs_as_documented(tiny_model_dir, tmp_path, monkeypatch, capsys):
     sketch = write_drawing(tmp_path / "sketch.png")
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    completed = subprocess.run(
-        [sys.executable, "-m", "sketch2face", "generate", "--model", str(tiny_model_dir), "--output-dir", str(tmp_path / "faces"), str(sketch)],
-        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300,
-    )
-    assert completed.returncode == 0, completed.stderr
-    assert completed.stdout.splitlines()[-1] == str(tmp_path / "faces" / "sketch.png")
+    argv = ["sketch2face", "generate", "--model", str(tiny_model_dir), "--output-dir", str(tmp_path / "faces"), str(sketch)]
+    monkeypatch.setattr(sys, "argv", argv)
+    monkeypatch.delitem(sys.modules, "sketch2face.__main__")  # run it fresh, as `python -m` does
+    with pytest.raises(SystemExit) as exit:
+        runpy.run_module("sketch2face", run_name="__main__", alter_sys=True)  # what `python -m sketch2face` runs
+    assert exit.value.code == 0, capsys.readouterr().err
+    assert capsys.readouterr().out.splitlines()[-1] == str(tmp_path / "faces" / "sketch.png")
     assert Image.open(tmp_path / "faces" / "sketch.png").mode == "RGB"
+
+
+def test_help_lists_every_command_without_loading_torch():
+    # A fresh interpreter: what a user typing `sketch2face --help` gets, and how fast (no torch import).
+    probe = "import sys; from sketch2face.__main__ import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass\nprint('torch' in sys.modules)"
+    finished = subprocess.run([sys.executable, "-c", probe], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    assert finished.returncode == 0, finished.stderr
+    for command in ("generate", "train", "evaluate", "export", "bench"):
+        assert command in finished.stdout
+    assert finished.stdout.splitlines()[-1] == "False"
+
+
+@pytest.mark.parametrize(("command", "option"), [("train", "--init-from"), ("evaluate", "--select"), ("export", "--checkpoint"),
+                                                 ("bench", "--skip-app")])
+def test_other_commands_hand_their_arguments_to_their_module(command, option, capsys):
+    with pytest.raises(SystemExit) as exit:
+        main([command, "--help"])
+    assert exit.value.code == 0
+    usage = capsys.readouterr().out
+    assert usage.startswith("usage: ") and option in usage
+
+
+def test_bench_outside_a_clone_says_where_the_benchmark_is(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(cli, "CHECKOUT", tmp_path)  # an installed wheel: no benchmarks/ beside the package
+    assert main(["bench"]) == 2
+    assert "the benchmark lives in a clone of the repository" in capsys.readouterr().err

@@ -1,15 +1,14 @@
 import json
-import subprocess
-import sys
 
 import cv2
 import numpy as np
 import pytest
 
-from sketch2face.training.evaluate import grid, identification, identity_by_group, image_metrics, photo_likeness
+from sketch2face.training.evaluate import grid, identification, identity_by_group, image_metrics, main, photo_likeness
 from sketch2face.training.export import group_limits
 from sketch2face.networks import UNetGenerator
 
+from .cli import run_cli
 from .test_data import tiny_data_root  # noqa: F401  (fixture)
 from .test_styles import synthetic_face
 
@@ -81,14 +80,13 @@ def complete_tiny_root(root):
     return root
 
 
-def test_evaluate_cli_writes_json_markdown_and_grids(tmp_path, tiny_data_root):  # noqa: F811
+def test_evaluate_cli_writes_json_markdown_and_grids(tmp_path, tiny_data_root, capsys):  # noqa: F811
     model_dir = tmp_path / "model"
     UNetGenerator(ngf=4, num_downs=6).save_pretrained(model_dir)
     root = complete_tiny_root(tiny_data_root)
     out = tmp_path / "eval"
-    command = [sys.executable, "-m", "sketch2face.training.evaluate", "--model", str(model_dir), "--out", str(out),
-               "--data-root", str(root)]
-    finished = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    command = ["--model", str(model_dir), "--out", str(out), "--data-root", str(root)]
+    finished = run_cli(main, command, capsys)
     assert finished.returncode == 0, finished.stderr[-2000:]
     report = json.loads((out / "metrics.json").read_text())
     assert report["cufs_test"]["pairs"] == 3
@@ -103,15 +101,14 @@ def test_evaluate_cli_writes_json_markdown_and_grids(tmp_path, tiny_data_root): 
         assert cv2.imread(str(out / name)) is not None
 
 
-def test_select_compares_candidates_on_cufs_train_without_reading_test(tmp_path, tiny_data_root):  # noqa: F811
+def test_select_compares_candidates_on_cufs_train_without_reading_test(tmp_path, tiny_data_root, capsys):  # noqa: F811
     for name, ngf in (("a", 4), ("b", 8)):
         UNetGenerator(ngf=ngf, num_downs=6).save_pretrained(tmp_path / name)
     # No cufs/test folder at all: selection must not need it.
     assert not any((tiny_data_root / "cufs" / "test" / "photos").iterdir())
     out = tmp_path / "select"
-    command = [sys.executable, "-m", "sketch2face.training.evaluate", "--select", str(tmp_path / "a"), str(tmp_path / "b"),
-               "--out", str(out), "--data-root", str(tiny_data_root)]
-    finished = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    command = ["--select", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(out), "--data-root", str(tiny_data_root)]
+    finished = run_cli(main, command, capsys)
     assert finished.returncode == 0, finished.stderr[-2000:]
     results = json.loads((out / "selection.json").read_text())
     assert list(results) == [str(tmp_path / "a"), str(tmp_path / "b")]

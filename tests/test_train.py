@@ -1,5 +1,6 @@
+import argparse
+import dataclasses
 import json
-import subprocess
 import sys
 
 import numpy as np
@@ -15,8 +16,13 @@ from sketch2face.training.train import (
     TrainConfig,
     _elapsed_in_earlier_runs,
     budgeted_progress,
+    config_flag_types,
     face_l1,
+    main,
+    parse_args,
 )
+
+from .cli import run_cli
 
 from .small_networks import SmallFaceEmbedder, SmallFeatureNetwork
 from .test_data import tiny_data_root  # noqa: F401  (fixture)
@@ -110,10 +116,10 @@ def test_checkpoint_round_trip_restores_weights_and_step(tmp_path):
         assert torch.equal(a, b)
 
 
-def test_train_cli_quick_runs_saves_and_resumes(tmp_path, tiny_data_root):  # noqa: F811
-    command = [sys.executable, "-m", "sketch2face.training.train", "--quick", "--out", str(tmp_path / "run"),
+def test_train_cli_quick_runs_saves_and_resumes(tmp_path, tiny_data_root, capsys):  # noqa: F811
+    command = ["--quick", "--out", str(tmp_path / "run"),
                "--data-root", str(tiny_data_root), "--with-landmarks", "false", *NO_LOSS_NETWORKS]
-    first = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    first = run_cli(main, command, capsys)
     assert first.returncode == 0, first.stderr[-2000:]
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["steps"] == 2 and summary["records"] == 3  # 2 CUFS + 1 face photo, no held-out data
@@ -124,22 +130,22 @@ def test_train_cli_quick_runs_saves_and_resumes(tmp_path, tiny_data_root):  # no
     assert (tmp_path / "run" / "generator" / "model.safetensors").is_file()
     assert "train:" in first.stderr  # tqdm progress
 
-    again = subprocess.run(command + ["--resume", "--epochs", "4"], capture_output=True, text=True, timeout=300)
+    again = run_cli(main, command + ["--resume", "--epochs", "4"], capsys)
     assert again.returncode == 0, again.stderr[-2000:]
     assert "resumed from" in again.stdout
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["steps"] == 4
 
 
-def test_train_cli_fine_tunes_from_another_run(tmp_path, tiny_data_root):  # noqa: F811
-    base = [sys.executable, "-m", "sketch2face.training.train", "--quick", "--data-root", str(tiny_data_root),
+def test_train_cli_fine_tunes_from_another_run(tmp_path, tiny_data_root, capsys):  # noqa: F811
+    base = ["--quick", "--data-root", str(tiny_data_root),
             "--with-landmarks", "false", *NO_LOSS_NETWORKS]
-    first = subprocess.run(base + ["--out", str(tmp_path / "base")], capture_output=True, text=True, timeout=300)
+    first = run_cli(main, base + ["--out", str(tmp_path / "base")], capsys)
     assert first.returncode == 0, first.stderr[-2000:]
     start = torch.load(tmp_path / "base" / "checkpoint.pt", weights_only=True)["generator"]
 
     tune = base + ["--out", str(tmp_path / "tune"), "--init-from", str(tmp_path / "base" / "checkpoint.pt"),
                    "--lambda-face", "30", "--artist-weight", "1.0", "--cufs-repeats", "2"]
-    second = subprocess.run(tune, capture_output=True, text=True, timeout=300)
+    second = run_cli(main, tune, capsys)
     assert second.returncode == 0, second.stderr[-2000:]
     assert "initialised the networks from" in second.stdout
     summary = json.loads((tmp_path / "tune" / "summary.json").read_text())
@@ -150,7 +156,7 @@ def test_train_cli_fine_tunes_from_another_run(tmp_path, tiny_data_root):  # noq
     assert any(not torch.equal(start[name], tuned[name]) for name in start)  # it trained on from there
 
     # With no epochs to run, the saved networks are exactly the ones it started from.
-    zero = subprocess.run(tune + ["--epochs", "0", "--out", str(tmp_path / "zero")], capture_output=True, text=True, timeout=300)
+    zero = run_cli(main, tune + ["--epochs", "0", "--out", str(tmp_path / "zero")], capsys)
     assert zero.returncode == 0, zero.stderr[-2000:]
     copied = torch.load(tmp_path / "zero" / "checkpoint.pt", weights_only=True)["generator"]
     assert all(torch.equal(start[name], copied[name]) for name in start)
@@ -162,7 +168,7 @@ def test_train_cli_fine_tunes_from_another_run(tmp_path, tiny_data_root):  # noq
     assert f"--init-from {tmp_path / 'base' / 'checkpoint.pt'}" in card and "--cufs-repeats 2" in card
     assert "--lambda-face 30" in card and "extra inner-face L1, weight 30" in card and "inner face" in card.split("## Model")[0]
 
-    wrong = subprocess.run(tune[:-4] + ["--ngf", "4", "--out", str(tmp_path / "bad")], capture_output=True, text=True, timeout=300)
+    wrong = run_cli(main, tune[:-4] + ["--ngf", "4", "--out", str(tmp_path / "bad")], capsys)
     assert wrong.returncode != 0 and "ngf=8" in wrong.stderr
 
 
@@ -194,28 +200,26 @@ def test_channels_last_training_exports_plain_safetensors(tmp_path):
         assert torch.equal(value, loaded.state_dict()[name]), name
 
 
-def test_train_cli_fine_tunes_from_an_exported_generator_folder(tmp_path, tiny_data_root):  # noqa: F811
+def test_train_cli_fine_tunes_from_an_exported_generator_folder(tmp_path, tiny_data_root, capsys):  # noqa: F811
     """weights/ holds no discriminator: a fine-tune from it starts D afresh and keeps the history."""
     from sketch2face.training.export import STAGES_FILE, export
 
-    base = [sys.executable, "-m", "sketch2face.training.train", "--quick", "--data-root", str(tiny_data_root),
+    base = ["--quick", "--data-root", str(tiny_data_root),
             "--with-landmarks", "false", *NO_LOSS_NETWORKS]
-    first = subprocess.run(base + ["--out", str(tmp_path / "base")], capture_output=True, text=True, timeout=300)
+    first = run_cli(main, base + ["--out", str(tmp_path / "base")], capsys)
     assert first.returncode == 0, first.stderr[-2000:]
     folder = export(tmp_path / "base" / "checkpoint.pt", tmp_path / "shipped")
     assert len(json.loads((folder / STAGES_FILE).read_text())) == 1
     shipped = UNetGenerator.from_pretrained(folder).state_dict()
     base_discriminator = torch.load(tmp_path / "base" / "checkpoint.pt", weights_only=True)["discriminator"]
 
-    zero = subprocess.run(base + ["--out", str(tmp_path / "zero"), "--init-from", str(folder), "--epochs", "0"],
-                          capture_output=True, text=True, timeout=300)
+    zero = run_cli(main, base + ["--out", str(tmp_path / "zero"), "--init-from", str(folder), "--epochs", "0"], capsys)
     assert zero.returncode == 0, zero.stderr[-2000:]
     state = torch.load(tmp_path / "zero" / "checkpoint.pt", weights_only=True)
     assert all(torch.equal(shipped[name], state["generator"][name]) for name in shipped)
     assert not all(torch.equal(base_discriminator[name], state["discriminator"][name]) for name in base_discriminator)
 
-    tune = subprocess.run(base + ["--out", str(tmp_path / "tune"), "--init-from", str(folder), "--cufs-repeats", "2"],
-                          capture_output=True, text=True, timeout=300)
+    tune = run_cli(main, base + ["--out", str(tmp_path / "tune"), "--init-from", str(folder), "--cufs-repeats", "2"], capsys)
     assert tune.returncode == 0, tune.stderr[-2000:]
     card = (export(tmp_path / "tune" / "checkpoint.pt", tmp_path / "card") / "README.md").read_text()
     assert "Stage 1, from scratch" in card
@@ -223,18 +227,16 @@ def test_train_cli_fine_tunes_from_an_exported_generator_folder(tmp_path, tiny_d
     assert f"--init-from {folder}" in card
     assert len(json.loads((tmp_path / "card" / STAGES_FILE).read_text())) == 2
 
-    wrong = subprocess.run(base + ["--out", str(tmp_path / "bad"), "--init-from", str(folder), "--ngf", "4"],
-                           capture_output=True, text=True, timeout=300)
+    wrong = run_cli(main, base + ["--out", str(tmp_path / "bad"), "--init-from", str(folder), "--ngf", "4"], capsys)
     assert wrong.returncode != 0 and "ngf=8" in wrong.stderr
 
 
 @pytest.mark.parametrize("make_source", [lambda tmp: tmp / "missing.pt", lambda tmp: tmp], ids=["missing-path", "folder-without-generator"])
-def test_train_cli_rejects_an_unusable_init_source_in_one_line(tmp_path, make_source):
+def test_train_cli_rejects_an_unusable_init_source_in_one_line(tmp_path, make_source, capsys):
     """A missing path, or a folder without an exported generator, fails before any data is read."""
     source = make_source(tmp_path)
-    result = subprocess.run([sys.executable, "-m", "sketch2face.training.train", "--quick", "--out", str(tmp_path / "run"),
-                             "--data-root", str(tmp_path / "no-data-here"), "--init-from", str(source)],
-                            capture_output=True, text=True, timeout=120)
+    result = run_cli(main, ["--quick", "--out", str(tmp_path / "run"),
+                             "--data-root", str(tmp_path / "no-data-here"), "--init-from", str(source)], capsys)
     assert result.returncode != 0
     assert "Traceback" not in result.stderr
     assert f"--init-from {source}:" in result.stderr
@@ -364,8 +366,25 @@ def test_init_from_refuses_a_generator_of_another_architecture(tmp_path):
 @pytest.mark.parametrize("flag,value,message", [("--upsample", "pixelshuffle", "upsample must be one of"),
                                                 ("--gan-mode", "wasserstein", "choose one of vanilla, lsgan, hinge"),
                                                 ("--num-scales", "0", "num_scales must be at least 1")])
-def test_train_cli_rejects_a_bad_architecture_option_in_one_line(tmp_path, flag, value, message):
-    result = subprocess.run([sys.executable, "-m", "sketch2face.training.train", "--quick", "--out", str(tmp_path / "run"),
-                             "--data-root", str(tmp_path / "no-data-here"), *NO_LOSS_NETWORKS, flag, value],
-                            capture_output=True, text=True, timeout=120)
+def test_train_cli_rejects_a_bad_architecture_option_in_one_line(tmp_path, flag, value, message, capsys):
+    result = run_cli(main, ["--quick", "--out", str(tmp_path / "run"), "--data-root", str(tmp_path / "no-data-here"),
+                            *NO_LOSS_NETWORKS, flag, value], capsys)
     assert result.returncode != 0 and message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_every_config_field_gets_a_flag_parsed_by_its_own_type():
+    @dataclasses.dataclass
+    class Config:
+        name: str = "run"
+        limit: int | None = None
+        rate: float = 0.1
+        flag: bool = True
+
+    parsers = config_flag_types(Config)
+    assert parsers["name"]("stage 8") == "stage 8" and parsers["limit"]("3") == 3 and parsers["rate"]("0.5") == 0.5
+    assert parsers["flag"]("false") is False and parsers["flag"]("yes") is True
+    with pytest.raises(argparse.ArgumentTypeError):
+        parsers["flag"]("maybe")
+    args = parse_args(["--record-limit", "2", "--with-landmarks", "false", "--lambda-face", "30"])
+    assert (args.record_limit, args.with_landmarks, args.lambda_face) == (2, False, 30.0)
+    assert set(config_flag_types()) == {field.name for field in dataclasses.fields(TrainConfig)}

@@ -16,7 +16,6 @@ of its photo (for the identity loss) through that same geometry.
 from __future__ import annotations
 
 import csv
-import importlib.util
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +29,9 @@ from torch.utils.data import Dataset
 from .. import preprocess
 from . import styles
 from ..errors import InputError
-from ..preprocess import CANVAS_EYES, CANVAS_SIZE
+from ..landmarks import LandmarkDetector, five_points
+from ..preprocess import CANVAS_EYES, CANVAS_SIZE, similarity_transform
+from ..tensors import image_to_tensor
 
 HELD_OUT = ("cufs/test", "faces/canada", "eval")
 TRAIN_FACE_FOLDERS = ("london_neutral", "3dsk", "composite")
@@ -39,7 +40,7 @@ CUFS_SIZE = (200, 250)
 
 
 def default_data_root() -> Path:
-    """$SKETCH2FACE_DATA, else ../shared/data next to the repository."""
+    """$SKETCH2FACE_DATA, else ../shared/data next to the checkout the package runs from."""
     if os.environ.get("SKETCH2FACE_DATA"):
         return Path(os.environ["SKETCH2FACE_DATA"])
     return Path(__file__).resolve().parents[3] / "shared" / "data"
@@ -78,14 +79,6 @@ def _as3x3(matrix: np.ndarray) -> np.ndarray:
 def transform_points(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
     """Apply a 2x3 or 3x3 affine to (N, 2) points."""
     return (points @ matrix[:2, :2].T + matrix[:2, 2]).astype(np.float32)
-
-
-# The five points SFace's alignment uses, from dlib's 68: eye centres (image left, image right),
-# nose tip, mouth corners (image left, image right).
-def five_points(landmarks: np.ndarray) -> np.ndarray:
-    """float32 (5, 2) from dlib's 68 landmarks."""
-    return np.array([landmarks[36:42].mean(0), landmarks[42:48].mean(0), landmarks[30], landmarks[48], landmarks[54]],
-                    np.float32)
 
 
 MIRRORED_FIVE_POINTS = [1, 0, 2, 4, 3]  # after a horizontal flip the left eye is the right one
@@ -127,15 +120,7 @@ def load_cufs(split: str, root: Path | None = None, allow_held_out: bool = False
 
 def eye_alignment(left_eye: tuple[float, float], right_eye: tuple[float, float]) -> np.ndarray:
     """Similarity transform (2x3) taking the two pupils (image left, image right) to CANVAS_EYES."""
-    source = np.array([left_eye, right_eye], dtype=np.float64)
-    target = np.array(CANVAS_EYES, dtype=np.float64)
-    source_vector, target_vector = source[1] - source[0], target[1] - target[0]
-    scale = np.linalg.norm(target_vector) / np.linalg.norm(source_vector)
-    angle = np.arctan2(target_vector[1], target_vector[0]) - np.arctan2(source_vector[1], source_vector[0])
-    cos, sin = scale * np.cos(angle), scale * np.sin(angle)
-    rotation = np.array([[cos, -sin], [sin, cos]])
-    shift = target[0] - rotation @ source[0]
-    return np.hstack([rotation, shift[:, None]])
+    return similarity_transform([left_eye, right_eye], CANVAS_EYES)
 
 
 def _aligned(photo: np.ndarray, matrix: np.ndarray, output_scale: int) -> tuple[np.ndarray, np.ndarray | None]:
@@ -198,25 +183,6 @@ def load_landmark_aligned_faces(
     return records
 
 
-class LandmarkDetector:
-    """dlib's HOG face detector + 68-point shape predictor, shipped by face-recognition-models."""
-
-    def __init__(self):
-        import dlib
-
-        models = Path(importlib.util.find_spec("face_recognition_models").origin).parent / "models"
-        self._detector = dlib.get_frontal_face_detector()
-        self._predictor = dlib.shape_predictor(str(models / "shape_predictor_68_face_landmarks.dat"))
-
-    def __call__(self, photo: np.ndarray) -> np.ndarray | None:
-        faces = self._detector(photo, 1)
-        if not faces:
-            return None
-        largest = max(faces, key=lambda box: box.area())
-        shape = self._predictor(photo, largest)
-        return np.array([[shape.part(i).x, shape.part(i).y] for i in range(68)], dtype=np.float32)
-
-
 def add_landmarks(records: list[FaceRecord]) -> int:
     """Fill in landmarks where dlib finds a face; returns how many were found."""
     try:
@@ -237,13 +203,6 @@ CUFS_STYLE_WEIGHTS = {"artist": 0.4, "doodle": 0.25, "edges": 0.1, "xdog": 0.1, 
 PHOTO_STYLE_WEIGHTS = {"doodle": 0.4, "edges": 0.2, "xdog": 0.2, "pencil": 0.2}
 
 
-def to_tensor(image: np.ndarray) -> torch.Tensor:
-    """uint8 RGB (H, W, 3) or float grey (H, W) in [0, 1] -> float tensor in [-1, 1], CHW."""
-    if image.ndim == 2:
-        return torch.from_numpy(image.astype(np.float32) * 2.0 - 1.0)[None]
-    return torch.from_numpy(image.astype(np.float32) / 127.5 - 1.0).permute(2, 0, 1).contiguous()
-
-
 FACE_MARGIN_PX = 6  # skin just outside the landmarks: dlib's identity crop sees it too (canvas pixels)
 
 
@@ -261,7 +220,7 @@ class TrainingPair(NamedTuple):
     sketch: np.ndarray  # float32 (H, W) canvas, 1 = paper
     photo: np.ndarray  # uint8 (h, W, 3) RGB at the output size, aligned with the sketch
     face_mask: np.ndarray  # float32 (h, w) at the output size, see face_mask(); all 0 without landmarks
-    five_points: np.ndarray | None = None  # float32 (5, 2) in the photo's pixels, see five_points(); None without landmarks
+    five_points: np.ndarray | None = None  # float32 (5, 2) in the photo's pixels, see landmarks.five_points(); None without landmarks
 
 
 def make_training_pair(record: FaceRecord, style: str, rng: np.random.Generator, augment: bool = True,
@@ -283,7 +242,7 @@ def make_training_pair(record: FaceRecord, style: str, rng: np.random.Generator,
     photo, mask = _photo_at_output(record, geometry, output_scale)
     points = None
     if record.landmarks is not None:
-        points = five_points(record.landmarks)[MIRRORED_FIVE_POINTS if flipped else slice(None)]
+        points = five_points(record.landmarks).astype(np.float32)[MIRRORED_FIVE_POINTS if flipped else slice(None)]
         points = transform_points(canvas_to_output(output_scale) @ geometry, points)
     return TrainingPair(sketch, photo, mask, points)
 
@@ -368,7 +327,7 @@ class SketchPhotoDataset(Dataset):
         record = self.records[index]
         pair = make_training_pair(record, self.style_for(record, rng), rng, self.augment, self.output_scale)
         has_points = pair.five_points is not None
-        return {"sketch": to_tensor(pair.sketch), "photo": to_tensor(pair.photo),
+        return {"sketch": image_to_tensor(pair.sketch), "photo": image_to_tensor(pair.photo),
                 "face_mask": torch.from_numpy(pair.face_mask)[None],
                 "five_points": torch.from_numpy(pair.five_points if has_points else np.zeros((5, 2), np.float32)),
                 "has_points": torch.tensor(has_points)}

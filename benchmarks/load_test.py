@@ -1,8 +1,8 @@
 """Load test: N concurrent gradio_client clients x M requests against the app.
 
-    python scripts/load_test.py                      # launches `python app.py` on a free port
-    python scripts/load_test.py --url http://127.0.0.1:7860/ --pid 1234
-    python scripts/load_test.py --clients 8 --requests 25
+    python -m benchmarks.load_test                      # launches `python app.py` on a free port
+    python -m benchmarks.load_test --url http://127.0.0.1:7860/ --pid 1234
+    python -m benchmarks.load_test --clients 8 --requests 25
 
 Every answer is checked against the face the same server gave for the same sketch when it
 was idle, so answers mixed up between concurrent requests (shared mutable state) show up as

@@ -1,4 +1,4 @@
-"""Benchmark: ``python -m sketch2face.bench`` prints a markdown table (docs/benchmark.md).
+"""Benchmark: ``python -m benchmarks`` (from the repository root) prints a markdown table (docs/benchmark.md).
 
 Measured, each a median over repeated runs, ratios within the same run:
 
@@ -10,7 +10,7 @@ Measured, each a median over repeated runs, ratios within the same run:
 2. fast-path fidelity against the plain model (max |diff|, PSNR) on the example sketches;
 3. cold start: a fresh ``python`` that imports, loads the model and generates one face;
 4. end-to-end gradio_client round trip to ``python app.py`` (no enhancement), sequential;
-5. throughput and latency with 8 concurrent clients (scripts/load_test.py);
+5. throughput and latency with 8 concurrent clients (benchmarks/load_test.py);
 6. the app process's peak RSS over 4-5, and this process's;
 7. the GFPGAN stage (benchmarks/gfpgan_stage.py), when present.
 
@@ -22,9 +22,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import importlib.util
 import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -39,7 +37,17 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from skimage.metrics import peak_signal_noise_ratio  # noqa: E402
 from torch import nn  # noqa: E402
+
+from sketch2face import preprocess  # noqa: E402
+from sketch2face.fastpath import optimise_for_inference  # noqa: E402
+from sketch2face.networks import count_parameters  # noqa: E402
+from sketch2face.pipeline import load_generator  # noqa: E402
+from sketch2face.tensors import image_to_tensor, tensor_to_image  # noqa: E402
+
+from . import load_test  # noqa: E402
+from .machine import cpu_description  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES_DIR = REPO_ROOT / "examples"
@@ -121,19 +129,12 @@ def time_interleaved(variants: dict[str, Callable[[], object]], repeats: int, wa
     return {name: Timing(statistics.median(walls[name]), statistics.median(cpus[name]), repeats) for name in variants}
 
 
-def psnr(a: np.ndarray, b: np.ndarray, peak: float) -> float:
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return float("inf") if mse == 0 else 10.0 * np.log10(peak**2 / mse)
-
-
 def example_canvases(count: int = 8) -> list[np.ndarray]:
-    from . import preprocess
-
     return [preprocess.normalise(path).canvas for path in sorted(EXAMPLES_DIR.glob("*.png"))[:count]]
 
 
 def to_batch(canvas: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(canvas, dtype=np.float32) * 2.0 - 1.0)[None, None]
+    return image_to_tensor(canvas)[None]
 
 
 # --------------------------------------------------------------------------------------
@@ -142,10 +143,6 @@ def to_batch(canvas: np.ndarray) -> torch.Tensor:
 
 
 def measure_generator(repeats: int) -> dict:
-    from .fastpath import optimise_for_inference
-    from .networks import count_parameters
-    from .pipeline import load_generator
-
     torch.manual_seed(0)
     served = load_generator()
     fast = optimise_for_inference(served)
@@ -175,8 +172,9 @@ def measure_generator(repeats: int) -> dict:
             plain = served(to_batch(sketch))
             quick = fast(to_batch(sketch))
             worst_diff = max(worst_diff, float((plain - quick).abs().max()))
-            as_image = lambda tensor: ((tensor.clamp(-1, 1) + 1) * 127.5).round().numpy()  # noqa: E731
-            psnrs.append(psnr(as_image(plain), as_image(quick), 255.0))
+            plain_image, quick_image = tensor_to_image(plain), tensor_to_image(quick)
+            same = np.array_equal(plain_image, quick_image)  # skimage divides by zero for identical images
+            psnrs.append(float("inf") if same else peak_signal_noise_ratio(plain_image, quick_image, data_range=255))
     return {
         "timings": timings,
         "served_params": count_parameters(served),
@@ -211,15 +209,6 @@ def measure_cold_start(runs: int, threads: int) -> list[float]:
             raise RuntimeError(f"cold-start run failed: {completed.stderr.strip().splitlines()[-1:]}")
         seconds.append(float(completed.stdout.strip().splitlines()[-1]))
     return seconds
-
-
-def _load_test_module():
-    path = REPO_ROOT / "scripts" / "load_test.py"
-    spec = importlib.util.spec_from_file_location("sketch2face_load_test", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def raw_http_round_trip(http, url: str, fn_index: int, sketch: Path) -> tuple[dict, bytes]:
@@ -262,7 +251,6 @@ def measure_app(round_trips: int, clients: int, requests_per_client: int, thread
     import httpx
     from gradio_client import Client, handle_file
 
-    load_test = _load_test_module()
     os.environ["OMP_NUM_THREADS"] = str(threads)  # inherited by the app process
     launched = time.time()
     process, url = load_test.launch_app()
@@ -299,15 +287,10 @@ def measure_app(round_trips: int, clients: int, requests_per_client: int, thread
         process.wait(timeout=30)
 
 
-def measure_gfpgan(repeats: int) -> dict | None:
-    path = REPO_ROOT / "benchmarks" / "gfpgan_stage.py"
-    if not path.is_file():
-        return None
-    spec = importlib.util.spec_from_file_location("gfpgan_stage", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module.measure(repeats=repeats)
+def measure_gfpgan(repeats: int) -> dict:
+    from . import gfpgan_stage  # imports GFPGAN and basicsr: only when this part runs
+
+    return gfpgan_stage.measure(repeats=repeats)
 
 
 def competing_processes() -> list[str]:
@@ -333,18 +316,6 @@ def _ms(seconds: float) -> str:
 
 def _verdict(value: float, goal: float) -> str:
     return "met" if value <= goal else f"missed ({value / goal:.1f}x the goal)"
-
-
-def cpu_description() -> str:
-    name = platform.processor() or "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                name = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{name}, {os.cpu_count()} cores"
 
 
 def report(results: dict, args: argparse.Namespace) -> str:
@@ -395,7 +366,7 @@ def report(results: dict, args: argparse.Namespace) -> str:
                  f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB | | |")
     gfpgan = results.get("gfpgan")
     if gfpgan is None:
-        lines.append("| GFPGAN stage | not measured (benchmarks/gfpgan_stage.py missing) | | |")
+        pass  # --skip-app
     elif isinstance(gfpgan, str):
         lines.append(f"| GFPGAN stage | not measured ({gfpgan}) | | |")
     else:
@@ -407,7 +378,7 @@ def report(results: dict, args: argparse.Namespace) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m sketch2face.bench", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer repeats (a smoke test, not numbers to quote)")
     parser.add_argument(
         "--threads", type=int, default=min(2, os.cpu_count() or 2),

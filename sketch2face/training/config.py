@@ -1,0 +1,69 @@
+"""The training configuration, apart from the train loop so that export can read its defaults
+without importing the loop (and accelerate)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from . import data
+from ..networks import UNetGenerator
+
+
+@dataclass
+class TrainConfig:
+    ngf: int = 32
+    ndf: int = 32
+    num_downs: int = 6
+    upsample: str = "resize"  # resize + 3x3 conv: no checkerboard (networks.UNetGenerator)
+    output_scale: int = 2  # the refiner paints 512x640 from the 256x320 canvas
+    num_scales: int = 2  # discriminator scales: full size for texture, half size for the face's layout
+    gan_mode: str = "lsgan"  # least squares: steadier gradients than cross-entropy (pix2pixHD)
+    batch_size: int = 8
+    epochs: int = 80
+    decay_from_epoch: int = 40  # learning rate decays linearly to 0 after this epoch
+    lr: float = 2e-4
+    beta1: float = 0.5
+    # Loss weights. Unweighted, at the first step of the --quick smoke run on the real data: L1 0.52,
+    # feature matching 0.31, LSGAN G 1.0. pix2pix's L1 weight of 100 makes that 52 against ~1 for
+    # every other term, and stage 4 painted a smeared mean face; at 20 (~10 at the start) L1 still
+    # anchors colours and layout (SSIM) while the feature terms (~3, and ~10 for the perceptual term,
+    # normalised to start near 1) decide the texture.
+    lambda_gan: float = 1.0
+    lambda_l1: float = 20.0
+    lambda_feat: float = 10.0  # pix2pixHD's weight for discriminator feature matching
+    lambda_perceptual: float = 10.0  # pix2pixHD's VGG weight; objectives.perceptual_loss starts near 1 (per-layer normalised)
+    # Identity, 1 - SFace cosine: ~0.47 for stage 4's outputs on CUFS train (../shared/models/README.md),
+    # so ~2.4 weighted. Half the 10 whose 88-person probe memorised its people; here ~400 people, augmented.
+    lambda_identity: float = 5.0
+    lambda_face: float = 0.0  # extra L1 on the inner face (landmark hull); 0 = plain pix2pix
+    seed: int = 0
+    record_limit: int | None = None  # per source; None = all training photos
+    with_landmarks: bool = True
+    artist_weight: float = data.CUFS_STYLE_WEIGHTS["artist"]  # how often a CUFS pair keeps its artist sketch
+    cufs_repeats: int = 1  # CUFS pairs per epoch, relative to the other photos
+    checkpoint_every: int = 200  # steps
+    log_every: int = 10
+
+    @classmethod
+    def quick(cls) -> "TrainConfig":
+        """A few real steps on a handful of records: for tests and smoke runs."""
+        return cls(ngf=8, ndf=8, batch_size=2, epochs=2, decay_from_epoch=1, record_limit=2, checkpoint_every=2, log_every=1)
+
+
+GENERATOR_SHAPE = ("ngf", "num_downs", "upsample", "output_scale")  # what must match to load a generator's weights
+
+# What a config saved before a field existed meant: the pix2pix of stages 1-7 (weights/).
+PRE_V2_DEFAULTS = {"upsample": "transposed", "output_scale": 1, "num_scales": 1, "gan_mode": "vanilla",
+                   "lambda_gan": 1.0, "lambda_l1": 100.0, "lambda_feat": 0.0, "lambda_perceptual": 0.0,
+                   "lambda_identity": 0.0}
+
+
+def saved_config(config: dict) -> dict:
+    """A checkpoint's config with the fields it predates filled in as they were then."""
+    return {**PRE_V2_DEFAULTS, **config}
+
+
+def generator_from_config(config: dict) -> UNetGenerator:
+    config = saved_config(config)
+    return UNetGenerator(ngf=config["ngf"], num_downs=config["num_downs"], upsample=config["upsample"],
+                         output_scale=config["output_scale"])
