@@ -798,4 +798,5 @@ class FaceRestorer:
             # download_checkpoint verified the sha256 while streaming: don't hash 350 MB twice.
             return download_checkpoint(url, cached), False
         except RestorationUnavailable as error:
+            logger.warning("Downloading %s failed: %s", CHECKPOINT_NAME, error)
             raise _DownloadFailed(str(error)) from None
