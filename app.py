@@ -392,10 +392,14 @@ class Handlers:
             return None, error_line("Draw a face first: the canvas is empty.")
         return self.page(_as_drawing, drawing, enhance)
 
-    def preview_upload(self, upload: Any) -> tuple[str | None, str]:
+    def preview_upload(self, upload: Any) -> tuple[Any, str | None, str]:
+        """(the upload box's new value, face, status line): a file that is not a readable image
+        is taken out of the box (the browser could only show it as a broken image)."""
         if upload is None:
-            return None, UPLOAD_PROMPT
-        return self.page(prepare_upload, upload, enhance=False)
+            return gr.update(), None, UPLOAD_PROMPT
+        face, line = self.page(prepare_upload, upload, enhance=False)
+        unreadable = face is None and _open_small_rgb(upload_source(upload), PHOTO_PROBE_SIDE) is None
+        return (None if unreadable else gr.update()), face, line
 
     def generate_upload_on_page(self, upload: Any, enhance: bool) -> tuple[str | None, str]:
         return self.page(prepare_upload, upload, enhance)
@@ -588,7 +592,7 @@ def build_demo(pipeline) -> gr.Blocks:
         drawing.change(handlers.live_drawing, [drawing], [drawing_face, drawing_status], trigger_mode="always_last", **preview)
         draw_button.click(handlers.generate_drawing_on_page, [drawing, enhance], [drawing_face, drawing_status], **generate)
         # preprocess=False: Gradio must not open the upload itself (its errors are opaque).
-        upload.upload(handlers.preview_upload, [upload], [upload_face, upload_status], preprocess=False, **preview)
+        upload.upload(handlers.preview_upload, [upload], [upload, upload_face, upload_status], preprocess=False, **preview)
         upload.clear(lambda: (None, UPLOAD_PROMPT), None, [upload_face, upload_status], queue=False, api_visibility="private")
         upload_button.click(handlers.generate_upload_on_page, [upload, enhance], [upload_face, upload_status], preprocess=False, **generate)
 

@@ -9,6 +9,7 @@ import sys
 import zlib
 from pathlib import Path
 
+import gradio as gr
 import numpy as np
 import pytest
 from gradio_client import handle_file
@@ -421,13 +422,19 @@ def test_a_bad_upload_is_explained_as_soon_as_it_arrives(served_pipeline, tmp_pa
     handlers = app.Handlers(served_pipeline)
     text = tmp_path / "notes.png"
     text.write_bytes(b"Shopping list: eggs, milk, pencils.\n" * 30)
+    kept = gr.update()
+    # The unreadable file leaves the upload box (it could only show as a broken image).
     assert handlers.preview_upload({"path": str(text), "url": None}) == (
+        None,
         None,
         "⚠️ The file is not an image we can read (use PNG, JPEG, WebP, GIF or BMP).",
     )
-    assert handlers.preview_upload(None) == (None, app.UPLOAD_PROMPT)
-    face_path, line = handlers.preview_upload({"path": str(EXAMPLE), "url": None})
-    assert face_path and line == app.PLAIN_NOTE
+    blank = tmp_path / "blank.png"
+    Image.new("RGB", (400, 500), "white").save(blank)
+    assert handlers.preview_upload({"path": str(blank), "url": None}) == (kept, None, "⚠️ Draw a face first: the image is blank.")
+    assert handlers.preview_upload(None) == (kept, None, app.UPLOAD_PROMPT)
+    box, face_path, line = handlers.preview_upload({"path": str(EXAMPLE), "url": None})
+    assert box == kept and Path(face_path).is_file() and line == app.PLAIN_NOTE
 
 
 def test_a_skipped_restoration_is_explained_on_the_page_with_the_fix(tiny_model_dir):
