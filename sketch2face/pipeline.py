@@ -3,7 +3,8 @@
     from sketch2face import Sketch2Face
     model = Sketch2Face.from_pretrained()              # the checkout's weights/, else the Hub model
     face = model("drawing.png")                         # PIL.Image, RGB
-    result = model.generate(drawing, enhance=True)      # image + notes (e.g. why GFPGAN was skipped)
+    result = model.generate(drawing, enhance=True)      # image + notes + result.restoration
+    result.restoration.applied, result.restoration.reason  # did GFPGAN run, and if not, why
 
 One instance is safe to share between threads: it holds no per-request state, and the
 generator runs in eval mode under ``torch.inference_mode``.
@@ -40,12 +41,32 @@ MODEL_ENV = "SKETCH2FACE_MODEL"
 HUB_ETAG_TIMEOUT_S = 5  # fail fast rather than hang a Space's start-up on an unreachable Hub
 
 
+GFPGAN_PATH_ENV = "SKETCH2FACE_GFPGAN_PATH"  # named in skip reasons: the fix for offline or bad weights
+
+
+@dataclass(frozen=True)
+class Restoration:
+    """Whether GFPGAN was asked for, whether it ran, and if it was skipped, why (one line)."""
+
+    requested: bool = False
+    applied: bool = False
+    reason: str | None = None  # set exactly when requested and not applied
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"requested": self.requested, "applied": self.applied, "reason": self.reason}
+
+
 @dataclass
 class GenerationResult:
     image: Image.Image  # RGB, the input's aspect ratio, the face where it was drawn
     sketch: Image.Image  # the normalised sketch the generator saw (canvas framing)
-    enhanced: bool = False  # GFPGAN ran
+    restoration: Restoration = field(default_factory=Restoration)
     notes: list[str] = field(default_factory=list)  # one-line messages for the user
+
+    @property
+    def enhanced(self) -> bool:
+        """GFPGAN ran (same as ``restoration.applied``)."""
+        return self.restoration.applied
 
 
 def _looks_like_repo_id(name: str) -> bool:
@@ -100,6 +121,14 @@ def _load_from_hub(repo_id: str, hint: str = f"Unset {MODEL_ENV} to use the bund
     )
 
 
+def skip_reason(error: Exception) -> str:
+    """The restorer's one-line reason, plus the fix when the reason does not already name it."""
+    reason = str(error).strip()
+    if GFPGAN_PATH_ENV not in reason:
+        reason += f" To use a local copy of GFPGANv1.4.pth instead, set {GFPGAN_PATH_ENV}."
+    return reason
+
+
 class Sketch2Face:
     """Sketch-to-face generator with optional GFPGAN restoration."""
 
@@ -130,19 +159,21 @@ class Sketch2Face:
             notes.append("Light lines on a dark background were detected and inverted.")
         if sketch.thinned:
             notes.append("Very thick strokes were thinned to a pen width the model knows.")
-        enhanced = False
+        restoration = Restoration()
         if enhance:
             try:
                 face = self.restorer.restore(face)
-                enhanced = True
+                restoration = Restoration(requested=True, applied=True)
             except Sketch2FaceError as error:
-                notes.append(f"Face restoration skipped: {error} Returned the unrestored face.")
+                restoration = Restoration(requested=True, applied=False, reason=skip_reason(error))
+                logger.warning("GFPGAN restoration skipped: %s", restoration.reason)
+                notes.append(f"Face restoration skipped: {restoration.reason} Returned the unrestored face.")
         # A full-size generator (output_scale 2) gives the drawing back at least at its own size.
         full_size = getattr(self.generator, "output_scale", 1) > 1
         size = preprocess.output_size(sketch, face.shape[1] / preprocess.CANVAS_SIZE[0], at_least_input=full_size)
         output = preprocess.uncanvas(face, sketch, size)
         sketch_image = Image.fromarray((sketch.canvas * 255).round().astype(np.uint8), mode="L")
-        return GenerationResult(Image.fromarray(output, mode="RGB"), sketch_image, enhanced, notes)
+        return GenerationResult(Image.fromarray(output, mode="RGB"), sketch_image, restoration, notes)
 
     def generate_canvas(self, canvas: np.ndarray) -> np.ndarray:
         """Canvas sketch (float32 H x W, 1 = paper) -> canvas face (uint8 H x W x 3)."""

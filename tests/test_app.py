@@ -9,6 +9,7 @@ import sys
 import zlib
 from pathlib import Path
 
+import gradio as gr
 import numpy as np
 import pytest
 from gradio_client import handle_file
@@ -78,7 +79,8 @@ def app_error_message(excinfo) -> str:
 
 
 def test_generate_endpoint_returns_a_face_at_the_input_aspect(app_client, served_pipeline):
-    result_path = app_client.predict(handle_file(str(EXAMPLE)), False, api_name="/generate")
+    result_path, status = app_client.predict(handle_file(str(EXAMPLE)), False, api_name="/generate")
+    assert status == {"restoration": {"requested": False, "applied": False, "reason": None}, "notes": []}
     face = Image.open(result_path)
     face.load()
     assert face.format == "PNG"
@@ -97,8 +99,11 @@ def test_drawing_endpoint_flattens_the_transparent_canvas_onto_white(app_client,
     Image.fromarray(flatten_on_white(strokes), "RGB").save(flat_path)
 
     drawing = {"background": None, "layers": [], "composite": handle_file(str(canvas_path))}
-    from_drawing = np.asarray(Image.open(app_client.predict(drawing, False, api_name="/generate_drawing")).convert("RGB"))
-    from_upload = np.asarray(Image.open(app_client.predict(handle_file(str(flat_path)), False, api_name="/generate")).convert("RGB"))
+    drawing_face, drawing_status = app_client.predict(drawing, False, api_name="/generate_drawing")
+    upload_face, upload_status = app_client.predict(handle_file(str(flat_path)), False, api_name="/generate")
+    assert drawing_status == upload_status
+    from_drawing = np.asarray(Image.open(drawing_face).convert("RGB"))
+    from_upload = np.asarray(Image.open(upload_face).convert("RGB"))
     assert from_drawing.shape == from_upload.shape
     assert np.abs(from_drawing.astype(int) - from_upload.astype(int)).max() <= 2
 
@@ -112,17 +117,24 @@ def test_sketchpad_dict_gives_the_same_face_as_the_flattened_image_in_the_pipeli
     assert np.abs(from_drawing - from_flat).max() <= 2
 
 
-def test_enhance_never_fails_the_request(app_client):
+def test_enhance_never_fails_the_request_and_the_status_says_whether_gfpgan_ran(app_client):
     """GFPGAN restores (2x) when its weights are there; offline without them the request still
-    returns the unrestored face (the page shows the reason as a warning)."""
-    plain = Image.open(app_client.predict(handle_file(str(EXAMPLE)), False, api_name="/generate"))
-    enhanced = Image.open(app_client.predict(handle_file(str(EXAMPLE)), True, api_name="/generate"))
+    returns the unrestored face, and the status says why and names the fix."""
+    plain_path, plain_status = app_client.predict(handle_file(str(EXAMPLE)), False, api_name="/generate")
+    enhanced_path, status = app_client.predict(handle_file(str(EXAMPLE)), True, api_name="/generate")
+    plain, enhanced = Image.open(plain_path), Image.open(enhanced_path)
     assert enhanced.mode == "RGB"
-    if enhanced.size == plain.size:
-        assert np.array_equal(np.asarray(enhanced), np.asarray(plain))
-    else:
+    assert plain_status["restoration"] == {"requested": False, "applied": False, "reason": None}
+    restoration = status["restoration"]
+    assert restoration["requested"] is True
+    if restoration["applied"]:
+        assert restoration["reason"] is None
         assert enhanced.size[0] / enhanced.size[1] == pytest.approx(plain.size[0] / plain.size[1], abs=0.01)
         assert enhanced.size[0] > plain.size[0]
+    else:
+        assert "SKETCH2FACE_GFPGAN_PATH" in restoration["reason"]
+        assert enhanced.size == plain.size
+        assert np.array_equal(np.asarray(enhanced), np.asarray(plain))
 
 
 # -- errors reach the caller as our one-line messages --------------------------------
@@ -221,21 +233,88 @@ def test_readme_gradio_client_example_runs_against_the_app(app_url, monkeypatch)
 # -- the page ----------------------------------------------------------------------------
 
 
-def test_page_has_both_tabs_examples_and_the_limits(app_url):
+def page_config(app_url) -> dict:
     import httpx
 
-    config = httpx.get(app_url.rstrip("/") + "/config", timeout=30).json()
+    return httpx.get(app_url.rstrip("/") + "/config", timeout=30).json()
+
+
+def dependencies_of(config: dict, elem_id: str) -> dict[str, dict]:
+    """The events a component triggers, by event name."""
+    ids = {component["id"] for component in config["components"] if component.get("props", {}).get("elem_id") == elem_id}
+    return {event: dependency for dependency in config["dependencies"] for target, event in dependency["targets"] if target in ids}
+
+
+def test_page_has_both_tabs_examples_and_the_limits(app_url):
+    config = page_config(app_url)
     kinds = [component["type"] for component in config["components"]]
     assert "imageeditor" in kinds  # the Sketchpad
     assert "image" in kinds
     assert "checkbox" in kinds
     labels = {component.get("props", {}).get("label") for component in config["components"]}
-    assert "Restore face with GFPGAN" in labels
+    assert {"Restore face with GFPGAN", "Face from your drawing", "Face from the uploaded sketch"} <= labels
     datasets = [component for component in config["components"] if component["type"] == "dataset"]
     assert datasets and len(datasets[0]["props"]["samples"]) >= 6
-    api_names = {dependency.get("api_name") for dependency in config["dependencies"]}
-    assert {"generate", "generate_drawing"} <= api_names
     assert config.get("max_file_size") == 10 * 1024 * 1024
+
+
+def test_only_the_two_endpoints_are_public_and_the_page_events_are_private(app_url):
+    config = page_config(app_url)
+    public = {dependency["api_name"] for dependency in config["dependencies"] if dependency["api_visibility"] == "public"}
+    assert public == {"generate", "generate_drawing"}
+    for elem_id in ("sketchpad", "generate-drawing", "upload", "generate-upload"):
+        for event, dependency in dependencies_of(config, elem_id).items():
+            assert dependency["api_visibility"] == "private", (elem_id, event)
+    # Nothing fills the page before the visitor does something: no load events.
+    assert not [dependency for dependency in config["dependencies"] for _, event in dependency["targets"] if event == "load"]
+
+
+def test_the_canvas_updates_the_face_live_without_piling_up_requests(app_url):
+    live = dependencies_of(page_config(app_url), "sketchpad")["change"]
+    assert live["trigger_mode"] == "always_last"  # strokes made while one runs become ONE more request
+    assert live["show_progress"] == "minimal"
+    assert live["queue"] is True  # under the queue's size limit like every generation
+
+
+def test_every_event_that_runs_the_model_shares_one_slot(tiny_pipeline):
+    demo = app.build_demo(tiny_pipeline)
+    in_the_slot = set()
+    for block_fn in demo.fns.values():
+        if block_fn.concurrency_id == app.GENERATION_SLOT:
+            assert block_fn.concurrency_limit == 1
+            in_the_slot.add(getattr(block_fn.fn, "__name__", ""))
+    assert in_the_slot >= {
+        "live_drawing",
+        "preview_upload",
+        "generate_drawing_on_page",
+        "generate_upload_on_page",
+        "sketch_to_face",
+        "drawing_to_face",
+    }
+    assert demo._queue.max_size == app.QUEUE_MAX_SIZE
+
+
+def test_api_page_examples_are_real_files_and_every_value_is_described(app_url):
+    import httpx
+
+    info = httpx.get(app_url.rstrip("/") + "/gradio_api/info", timeout=30).json()["named_endpoints"]
+    assert set(info) == {"/generate", "/generate_drawing"}
+    for name, endpoint in info.items():
+        assert endpoint["description"], name
+        for parameter in endpoint["parameters"]:
+            assert len(parameter["python_type"]["description"]) > 40, (name, parameter["parameter_name"])
+            example = parameter["example_input"]
+            files = [example] if parameter["parameter_name"] == "sketch" else [example["composite"]] if parameter["parameter_name"] == "drawing" else []
+            for file in files:
+                assert file["url"] == file["path"] == "examples/01_short_hair.png"
+                assert (REPO_ROOT / file["path"]).is_file()
+        assert [value["label"] for value in endpoint["returns"]] == ["face", "status"]
+        assert all(len(value["python_type"]["description"]) > 10 for value in endpoint["returns"])
+
+
+def test_on_a_space_the_api_examples_are_the_spaces_own_files(monkeypatch):
+    monkeypatch.setenv("SPACE_ID", "someone/sketch2face")
+    assert app.api_example_location() == "https://huggingface.co/spaces/someone/sketch2face/resolve/main/examples/01_short_hair.png"
 
 
 def test_examples_are_reproducible_from_the_script(tmp_path):
@@ -273,3 +352,132 @@ def test_app_start_fails_in_one_line_when_the_hub_model_is_unreachable(tmp_path)
     assert lines[-1].startswith("error: Could not load model 'nobody/no-such-model'")
     assert "HF_HUB_OFFLINE" in lines[-1]
     assert "Traceback" not in completed.stderr
+
+
+# -- colour photos ------------------------------------------------------------------------
+
+
+def colour_photo(served_pipeline, tmp_path) -> Path:
+    """A colour face photo made here: the served model's face for an example, as a JPEG."""
+    path = tmp_path / "photo.jpg"
+    served_pipeline(str(EXAMPLE)).save(path, quality=92)
+    return path
+
+
+def lamp_lit(path: Path, tmp_path: Path) -> Path:
+    """A sketch as a phone photo under a warm lamp: yellow cast, light falling off to one corner."""
+    pixels = np.asarray(Image.open(path).convert("RGB"), dtype=np.float32)
+    height, width = pixels.shape[:2]
+    ys, xs = np.mgrid[0:height, 0:width]
+    light = 1.0 - 0.35 * (((xs - 0.3 * width) / width) ** 2 + ((ys - 0.3 * height) / height) ** 2)
+    tinted = pixels * light[..., None] * np.array([1.0, 0.88, 0.70])
+    out = tmp_path / f"lamp_{path.name}"
+    Image.fromarray(tinted.clip(0, 255).astype(np.uint8)).save(out)
+    return out
+
+
+def test_drawings_are_not_taken_for_photos_even_under_a_warm_lamp(tmp_path):
+    for path in app.example_paths():
+        assert not app.looks_like_a_colour_photo(path), path
+        assert not app.looks_like_a_colour_photo(lamp_lit(Path(path), tmp_path)), f"{path} under a lamp"
+
+
+def test_a_colour_photo_is_sketched_first_and_the_caller_is_told(app_client, served_pipeline, tmp_path):
+    photo = colour_photo(served_pipeline, tmp_path)
+    assert app.looks_like_a_colour_photo(photo)
+    face_path, status = app_client.predict(handle_file(str(photo)), False, api_name="/generate")
+    assert status["notes"] == [app.PHOTO_NOTE]
+    face = Image.open(face_path)
+    assert_looks_like_a_face_photo(face)
+    # The model saw the pencil version, not the photo itself.
+    sketched = np.asarray(served_pipeline(app.pencil_sketch(str(photo))), dtype=int)
+    assert np.abs(np.asarray(face.convert("RGB"), dtype=int) - sketched).max() <= 2
+
+
+# -- the page's own handlers: they explain, never raise ------------------------------------
+
+
+class UnavailableRestorer:
+    def restore(self, face):
+        from sketch2face.restore import RestorationUnavailable
+
+        raise RestorationUnavailable("The GFPGAN weights are not in /cache and offline mode is on.")
+
+
+def canvas_value(strokes: np.ndarray | None = None) -> dict:
+    """A Sketchpad value as Gradio hands it over (type="numpy", RGBA)."""
+    layer = strokes if strokes is not None else np.zeros((640, 512, 4), np.uint8)
+    white = np.full((640, 512, 4), 255, np.uint8)
+    composite = flatten_on_white(layer)
+    return {"background": white, "layers": [layer], "composite": np.dstack([composite, np.full(composite.shape[:2], 255, np.uint8)])}
+
+
+def test_the_live_preview_waits_for_a_drawing_then_shows_its_face(served_pipeline):
+    handlers = app.Handlers(served_pipeline)
+    assert handlers.live_drawing(canvas_value()) == (None, app.DRAW_PROMPT)
+    assert handlers.live_drawing(None) == (None, app.DRAW_PROMPT)
+    face_path, line = handlers.live_drawing(canvas_value(draw_face_strokes(size=(512, 640))))
+    assert line == app.LIVE_NOTE
+    face = Image.open(face_path)
+    assert face.size[0] / face.size[1] == pytest.approx(512 / 640, abs=0.02)
+    assert_looks_like_a_face_photo(face)
+
+
+def test_a_bad_upload_is_explained_as_soon_as_it_arrives(served_pipeline, tmp_path):
+    handlers = app.Handlers(served_pipeline)
+    text = tmp_path / "notes.png"
+    text.write_bytes(b"Shopping list: eggs, milk, pencils.\n" * 30)
+    kept = gr.update()
+    # The unreadable file leaves the upload box (it could only show as a broken image).
+    assert handlers.preview_upload({"path": str(text), "url": None}) == (
+        None,
+        None,
+        "⚠️ The file is not an image we can read (use PNG, JPEG, WebP, GIF or BMP).",
+    )
+    blank = tmp_path / "blank.png"
+    Image.new("RGB", (400, 500), "white").save(blank)
+    assert handlers.preview_upload({"path": str(blank), "url": None}) == (kept, None, "⚠️ Draw a face first: the image is blank.")
+    assert handlers.preview_upload(None) == (kept, None, app.UPLOAD_PROMPT)
+    box, face_path, line = handlers.preview_upload({"path": str(EXAMPLE), "url": None})
+    assert box == kept and Path(face_path).is_file() and line == app.PLAIN_NOTE
+
+
+def test_a_skipped_restoration_is_explained_on_the_page_with_the_fix(tiny_model_dir):
+    from sketch2face import Sketch2Face
+
+    handlers = app.Handlers(Sketch2Face.from_pretrained(tiny_model_dir, restorer=UnavailableRestorer()))
+    face_path, line = handlers.generate_upload_on_page({"path": str(EXAMPLE), "url": None}, True)
+    assert Path(face_path).is_file()  # the unrestored face is still shown
+    assert line.startswith("⚠️ **GFPGAN was skipped**")
+    assert "SKETCH2FACE_GFPGAN_PATH" in line
+    assert line.count("offline mode is on") == 1  # the pipeline's note is not repeated
+    face_path, line = handlers.generate_drawing_on_page(canvas_value(), True)
+    assert face_path is None and line == "⚠️ Draw a face first: the canvas is empty."
+
+
+def test_an_example_is_shown_with_its_name_and_face(served_pipeline):
+    face_path, line = app.Handlers(served_pipeline).example_face(str(REPO_ROOT / "examples" / "05_white_on_black.png"))
+    assert "**05_white_on_black**" in line and "inverted" in line
+    assert Path(face_path).is_file()
+
+
+def test_blank_canvas_detection():
+    assert app.is_blank_canvas(None)
+    assert app.is_blank_canvas(canvas_value())
+    assert app.is_blank_canvas({"background": None, "layers": [], "composite": None})
+    assert not app.is_blank_canvas(canvas_value(draw_face_strokes(size=(512, 640))))
+    grey_paper = {"background": None, "layers": [], "composite": np.full((640, 512, 3), 120, np.uint8)}
+    assert not app.is_blank_canvas(grey_paper)  # not blank: the loader decides what it is
+
+
+def test_canvas_uploads_nobody_reads_are_forgotten():
+    now = [0.0]
+    storage = app.ExpiringBlobStorage(lifetime_s=120.0, clock=lambda: now[0])
+    storage["first stroke"] = "pixels"
+    now[0] = 60.0
+    storage["second stroke"] = "pixels"
+    assert storage.pop("second stroke") == "pixels"  # read by its event
+    now[0] = 121.0
+    storage["third stroke"] = "pixels"
+    assert list(storage) == ["third stroke"]  # the unread first stroke expired
+    assert storage.get("first stroke") is None

@@ -94,8 +94,8 @@ def encoded(image: Image.Image, format: str, **options) -> bytes:
 def upload(app_client, tmp_path: Path, name: str, content: bytes) -> Image.Image:
     path = tmp_path / name
     path.write_bytes(content)
-    result = app_client.predict(handle_file(str(path)), False, api_name="/generate")
-    with Image.open(result) as face:
+    face_path, _ = app_client.predict(handle_file(str(path)), False, api_name="/generate")  # (face, status)
+    with Image.open(face_path) as face:
         return face.convert("RGB")
 
 
