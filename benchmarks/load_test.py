@@ -137,7 +137,7 @@ def run_load(
     report = LoadReport(clients, requests_per_client)
     # The reference answers, one request at a time (this also warms the server up).
     reference_client = Client(url, verbose=False)
-    expected = {path: _pixels(reference_client.predict(handle_file(str(path)), False, api_name="/generate")) for path in sketches}
+    expected = {path: _pixels(reference_client.predict(handle_file(str(path)), False, api_name="/generate")[0]) for path in sketches}
     connected = [Client(url, verbose=False) for _ in range(clients)]
     lock = threading.Lock()
     start_line = threading.Barrier(clients)
@@ -148,7 +148,7 @@ def run_load(
             sketch = sketches[(index + number) % len(sketches)]
             started = time.perf_counter()
             try:
-                result = client.predict(handle_file(str(sketch)), False, api_name="/generate")
+                result, _ = client.predict(handle_file(str(sketch)), False, api_name="/generate")
                 elapsed = time.perf_counter() - started
                 got = _pixels(result)
             except Exception as error:  # recorded (a broken download too), the load goes on

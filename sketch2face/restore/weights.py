@@ -166,4 +166,5 @@ def locate_checkpoint(checkpoint: Path | None = None, url: str | None = None) ->
     try:
         return download_checkpoint(url, cached)  # verified while streaming: not hashed twice
     except RestorationUnavailable as error:
+        logger.warning("Downloading %s failed: %s", CHECKPOINT_NAME, error)
         raise DownloadFailed(str(error)) from None
