@@ -10,10 +10,9 @@ from accelerate import Accelerator
 
 from sketch2face.networks import UNetGenerator
 from sketch2face.training import objectives
+from sketch2face.training.config import PRE_V2_DEFAULTS, TrainConfig
 from sketch2face.training.train import (
-    PRE_V2_DEFAULTS,
     Pix2PixTrainer,
-    TrainConfig,
     _elapsed_in_earlier_runs,
     budgeted_progress,
     config_flag_types,
