@@ -42,25 +42,28 @@ from ..networks import MultiScalePatchDiscriminator, UNetGenerator, init_weights
 
 def load_perceptual_features(device: torch.device) -> objectives.FeatureNetwork:
     """darknet-tiny's feature maps (frozen), for G_perceptual."""
-    try:
+    def build():
         from .darknet import DarknetTiny
-    except ImportError as error:
-        raise SystemExit(f"lambda_perceptual > 0 needs the darknet-tiny port (sketch2face.training.darknet): {error}. "
-                         "Train without it with --lambda-perceptual 0") from None
-    return _frozen(DarknetTiny.load(), device).features
+        return DarknetTiny.load()
+    return frozen_loss_network(build, "the darknet-tiny port (sketch2face.training.darknet)", "--lambda-perceptual", device).features
 
 
 def load_identity_embedder(device: torch.device) -> objectives.IdentityEmbedder:
     """SFace embeddings (frozen) of five-point-aligned faces, for G_identity."""
-    try:
+    def build():
         from .sface import SFace
-    except ImportError as error:
-        raise SystemExit(f"lambda_identity > 0 needs the SFace port (sketch2face.training.sface): {error}. "
-                         "Train without it with --lambda-identity 0") from None
-    return _frozen(SFace.load(), device).identity_embedding
+        return SFace.load()
+    return frozen_loss_network(build, "the SFace port (sketch2face.training.sface)", "--lambda-identity", device).identity_embedding
 
 
-def _frozen(network: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+def frozen_loss_network(build, what: str, weight_flag: str, device: torch.device) -> torch.nn.Module:
+    """A pretrained loss network in eval mode with no trainable parameters; a missing package or
+    file stops training in one line that says how to train without the term."""
+    try:
+        network = build()
+    except (ImportError, FileNotFoundError) as error:
+        raise SystemExit(f"{weight_flag.lstrip('-').replace('-', '_')} > 0 needs {what}: {error}. "
+                         f"Train without it with {weight_flag} 0") from None
     network = network.to(device).eval()
     for parameter in network.parameters():
         parameter.requires_grad_(False)
