@@ -1,6 +1,7 @@
 import argparse
 import dataclasses
 import json
+from pathlib import Path
 import sys
 
 import numpy as np
@@ -354,7 +355,6 @@ def test_missing_loss_network_port_fails_in_one_line(monkeypatch):
 
 def test_init_from_refuses_a_generator_of_another_architecture(tmp_path):
     """weights/ (stage 4) predates the v2 keys: it reads as the transposed network and is refused."""
-    from pathlib import Path
 
     weights = Path(__file__).resolve().parent.parent / "weights"
     trainer = Pix2PixTrainer(TrainConfig(lambda_perceptual=0.0, lambda_identity=0.0), Accelerator(cpu=True))
@@ -387,3 +387,19 @@ def test_every_config_field_gets_a_flag_parsed_by_its_own_type():
     args = parse_args(["--record-limit", "2", "--with-landmarks", "false", "--lambda-face", "30"])
     assert (args.record_limit, args.with_landmarks, args.lambda_face) == (2, False, 30.0)
     assert set(config_flag_types()) == {field.name for field in dataclasses.fields(TrainConfig)}
+
+
+def test_pix2pix_v1_switch_trains_the_shipped_architecture_and_objective(tmp_path, tiny_data_root, capsys):  # noqa: F811
+    """The recorded stage 1-7 commands predate the v2 defaults; with --pix2pix-v1 they build
+    weights/'s network again (transposed convs, 256x320, no feature/perceptual/identity terms)."""
+    result = run_cli(main, ["--quick", "--pix2pix-v1", "--out", str(tmp_path / "run"), "--data-root", str(tiny_data_root),
+                            "--with-landmarks", "false", "--lambda-l1", "50"], capsys)
+    assert result.returncode == 0, result.stderr
+    saved = json.loads((tmp_path / "run" / "train_config.json").read_text())
+    assert {name: saved[name] for name in PRE_V2_DEFAULTS if name != "lambda_l1"} == {
+        name: value for name, value in PRE_V2_DEFAULTS.items() if name != "lambda_l1"}
+    assert saved["lambda_l1"] == 50.0  # an explicit flag still wins
+    shipped = json.loads((Path(__file__).resolve().parent.parent / "weights" / "config.json").read_text())
+    exported = json.loads((tmp_path / "run" / "generator" / "config.json").read_text())
+    assert exported.get("upsample", "transposed") == shipped.get("upsample", "transposed") == "transposed"
+    assert exported.get("output_scale", 1) == shipped.get("output_scale", 1) == 1

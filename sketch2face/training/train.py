@@ -27,7 +27,7 @@ import json
 import math
 import time
 import typing
-from dataclasses import asdict, fields
+from dataclasses import asdict, fields, replace
 from pathlib import Path
 
 import torch
@@ -36,7 +36,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from . import data, objectives
-from .config import GENERATOR_SHAPE, TrainConfig, generator_from_config, saved_config
+from .config import GENERATOR_SHAPE, PRE_V2_DEFAULTS, TrainConfig, generator_from_config, saved_config
 from ..networks import MultiScalePatchDiscriminator, UNetGenerator, init_weights
 
 
@@ -358,6 +358,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--init-from", type=Path, default=None, help="fine-tune: start from a checkpoint.pt, or a generator folder (fresh discriminator)")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     parser.add_argument("--max-minutes", type=float, default=None, help="time budget: the LR schedule is compressed to finish within it")
+    parser.add_argument("--pix2pix-v1", action="store_true",
+                        help="the objective and networks of the shipped stages 1-7 (transposed convs, 256x320, cGAN + 100 L1); "
+                             "their recorded commands need it since the v2 defaults")
     for name, kind in config_flag_types().items():
         parser.add_argument(f"--{name.replace('_', '-')}", type=kind, default=None)
     return parser.parse_args(argv)
@@ -385,6 +388,8 @@ def config_flag_types(config_class: type = TrainConfig) -> dict[str, typing.Call
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     config = TrainConfig.quick() if args.quick else TrainConfig()
+    if args.pix2pix_v1:
+        config = replace(config, **PRE_V2_DEFAULTS)
     for field in fields(TrainConfig):
         value = getattr(args, field.name)
         if value is not None:
