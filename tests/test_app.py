@@ -450,16 +450,3 @@ def test_blank_canvas_detection():
     assert not app.is_blank_canvas(canvas_value(draw_face_strokes(size=(512, 640))))
     grey_paper = {"background": None, "layers": [], "composite": np.full((640, 512, 3), 120, np.uint8)}
     assert not app.is_blank_canvas(grey_paper)  # not blank: the loader decides what it is
-
-
-def test_canvas_uploads_nobody_reads_are_forgotten():
-    now = [0.0]
-    storage = app.ExpiringBlobStorage(lifetime_s=120.0, clock=lambda: now[0])
-    storage["first stroke"] = "pixels"
-    now[0] = 60.0
-    storage["second stroke"] = "pixels"
-    assert storage.pop("second stroke") == "pixels"  # read by its event
-    now[0] = 121.0
-    storage["third stroke"] = "pixels"
-    assert list(storage) == ["third stroke"]  # the unread first stroke expired
-    assert storage.get("first stroke") is None
