@@ -33,20 +33,19 @@ os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 
 import base64  # noqa: E402
 import binascii  # noqa: E402
-import io  # noqa: E402
 import logging  # noqa: E402
 import sys  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any, Callable  # noqa: E402
 
 import gradio as gr  # noqa: E402
 import numpy as np  # noqa: E402
-from PIL import Image, ImageOps  # noqa: E402
+from PIL import Image  # noqa: E402
 
 from sketch2face.errors import InputError, Sketch2FaceError  # noqa: E402
+from sketch2face.photo_to_sketch import is_readable_image, sketch_if_photo  # noqa: E402
+from sketch2face.web_files import ExpiringBlobStorage, save_result  # noqa: E402
 
 logger = logging.getLogger("sketch2face.app")
 
@@ -76,7 +75,6 @@ UPLOAD_PROMPT = "Upload a photo or scan of a face sketch, or click an example be
 LIVE_NOTE = "Live preview, without GFPGAN. For a sharper face at twice the size, tick **Restore face with GFPGAN** and press **Generate**."
 PLAIN_NOTE = "Generated without GFPGAN. Tick **Restore face with GFPGAN** and press **Generate** for a sharper face at twice the size."
 RESTORED_NOTE = "Restored with GFPGAN (twice the size)."
-PHOTO_NOTE = "This looks like a colour photo, not a drawing: the model expects a drawing, so the photo was turned into a pencil sketch first."
 FAILURE_MESSAGE = "Something went wrong while generating the face. Please try again."
 
 
@@ -154,34 +152,6 @@ def drawing_source(value: Any) -> Any:
     return value
 
 
-class ExpiringBlobStorage(dict):
-    """The Sketchpad's store of canvas uploads, keyed by upload id, forgetting old entries.
-
-    A live canvas uploads its pixels on every change and Gradio keeps them until an event
-    reads them, but some are never read: the ignored first change, and every change that
-    trigger_mode="always_last" folds into a later request. Without this, each one would stay
-    in memory for the life of the server.
-    """
-
-    def __init__(self, lifetime_s: float = 120.0, clock: Callable[[], float] = time.monotonic):
-        super().__init__()
-        self.lifetime_s = lifetime_s
-        self.clock = clock
-        self._stored_at: dict[Any, float] = {}
-
-    def __setitem__(self, key: Any, value: Any) -> None:
-        now = self.clock()
-        for old_key, stored_at in list(self._stored_at.items()):
-            if now - stored_at > self.lifetime_s:
-                self.pop(old_key, None)
-        self._stored_at.setdefault(key, now)
-        super().__setitem__(key, value)
-
-    def pop(self, key: Any, *default: Any) -> Any:
-        self._stored_at.pop(key, None)
-        return super().pop(key, *default)
-
-
 def is_blank_canvas(value: Any) -> bool:
     """An untouched or cleared Sketchpad: no pixel is darker than paper (the starting state, not an error)."""
     if value is None:
@@ -202,122 +172,14 @@ def is_blank_canvas(value: Any) -> bool:
     return True
 
 
-# --------------------------------------------------------------------------------------
-# Colour photos: detected, and turned into a pencil sketch before the model sees them
-# --------------------------------------------------------------------------------------
-
-PHOTO_PROBE_SIDE = 512  # the check looks at a small copy: a phone photo decodes in draft mode
-PHOTO_SKETCH_SIDE = 640  # photos are sketched at this long side (what the pencil filter was measured at)
-PENCIL_BLUR_SIGMA = 3.0
-COLOURFUL_FRACTION = 0.05  # of pixels clearly coloured once the paper/light colour cast is removed
-MID_TONE_FRACTION = 0.10  # of pixels between paper and ink once levels are stretched
-
-
-def _open_small_rgb(source: Any, side: int) -> Image.Image | None:
-    """The image as RGB with its long side at most ``side``; None if it can't be read (the
-    pipeline's loader then refuses it with the proper message)."""
-    from sketch2face.preprocess import MAX_INPUT_PIXELS
-
-    try:
-        handle = io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else open(source, "rb")
-        with handle:
-            image = Image.open(handle)
-            if image.size[0] * image.size[1] > MAX_INPUT_PIXELS:
-                return None
-            image.draft("RGB", (side, side))
-            image = ImageOps.exif_transpose(image)
-            image.thumbnail((side, side), Image.Resampling.BOX)
-            if image.mode in ("RGBA", "LA", "PA", "P") or "transparency" in image.info:
-                rgba = image.convert("RGBA")
-                image = Image.alpha_composite(Image.new("RGBA", rgba.size, "white"), rgba)
-            return image.convert("RGB")
-    except Exception:  # noqa: BLE001  not an image, truncated, ...: the loader will say which
-        return None
-
-
-def looks_like_a_colour_photo(source: Any) -> bool:
-    """A colour photo (of a face), not a drawing: many clearly coloured pixels once the colour
-    cast of the paper and the light is removed, and many mid-tones.
-
-    Measured (benchmarks/photo_uploads.py): flags 534 of 542 face photos and none of 211
-    sketches, nor of the same sketches tinted and unevenly lit like a phone photo under a lamp.
-    """
-    image = _open_small_rgb(source, PHOTO_PROBE_SIDE)
-    if image is None or min(image.size) < 8:
-        return False
-    rgb = np.asarray(image, dtype=np.float32)
-    white = np.percentile(rgb.reshape(-1, 3), 95, axis=0).clip(1.0, None)  # the paper's (or light's) colour
-    balanced = Image.fromarray((rgb * (255.0 / white)).clip(0, 255).astype(np.uint8))
-    hsv = np.asarray(balanced.convert("HSV"), dtype=np.float32)
-    colourful = float(((hsv[..., 1] > 60) & (hsv[..., 2] > 40)).mean())
-    gray = np.asarray(balanced.convert("L"), dtype=np.float32) / 255.0
-    paper = float(np.percentile(gray, 90))
-    ink = float(np.percentile(gray, 2))
-    if paper - ink < 0.1:
-        return False
-    stretched = (gray - ink) / (paper - ink)
-    mid_tones = float(((stretched > 0.15) & (stretched < 0.85)).mean())
-    return colourful >= COLOURFUL_FRACTION and mid_tones >= MID_TONE_FRACTION
-
-
-def pencil_sketch(source: Any) -> np.ndarray:
-    """A colour photo as a pencil drawing (grey colour-dodge of its blurred negative), uint8."""
-    import cv2
-
-    image = _open_small_rgb(source, PHOTO_SKETCH_SIDE)
-    if image is None:
-        raise InputError("The file is not an image we can read (use PNG, JPEG, WebP, GIF or BMP).")
-    gray = np.asarray(image.convert("L"), dtype=np.float32)
-    blurred_negative = cv2.GaussianBlur(255.0 - gray, (0, 0), PENCIL_BLUR_SIGMA)
-    return np.clip(gray * 255.0 / np.maximum(255.0 - blurred_negative, 1.0), 0, 255).astype(np.uint8)
-
-
 def prepare_upload(value: Any) -> tuple[Any, list[str]]:
-    """What the pipeline should see for an upload, and notes on what was done to it."""
-    source = upload_source(value)
-    if looks_like_a_colour_photo(source):
-        return pencil_sketch(source), [PHOTO_NOTE]
-    return source, []
+    """What the pipeline should see for an upload (a colour photo is sketched first), and notes on what was done to it."""
+    return sketch_if_photo(upload_source(value))
 
 
 # --------------------------------------------------------------------------------------
-# Results: a PNG file, the API's status record, the page's status line
+# Results: the API's status record, the page's status line (the PNG file: web_files)
 # --------------------------------------------------------------------------------------
-
-
-RESULTS_DIR = Path(tempfile.gettempdir()) / "sketch2face-results"
-RESULT_LIFETIME_S = 600  # Gradio copies a result into its cache as soon as the handler returns
-PRUNE_EVERY_S = 60  # a scan of the folder per request would cost more as the load grows
-_next_prune = 0.0
-
-
-def save_result(image: Image.Image) -> str:
-    """Write the face to a new PNG file and return its path.
-
-    Returning a path, not a PIL image, matters under load: Gradio caches a PIL result under a
-    hash of its bytes and rewrites that file in place, so two visitors with the same sketch
-    could download a truncated file. A path is copied and renamed into the cache instead.
-    """
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    handle, path = tempfile.mkstemp(suffix=".png", dir=RESULTS_DIR)
-    with os.fdopen(handle, "wb") as file:
-        image.save(file, format="PNG", compress_level=1)
-    _prune_old_results()
-    return path
-
-
-def _prune_old_results() -> None:
-    global _next_prune
-    if time.monotonic() < _next_prune:
-        return
-    _next_prune = time.monotonic() + PRUNE_EVERY_S
-    deadline = time.time() - RESULT_LIFETIME_S
-    for old in RESULTS_DIR.glob("*.png"):
-        try:
-            if old.stat().st_mtime < deadline:
-                old.unlink()
-        except FileNotFoundError:  # another request pruned it first
-            pass
 
 
 def status_record(result) -> dict[str, Any]:
@@ -398,7 +260,7 @@ class Handlers:
         if upload is None:
             return gr.update(), None, UPLOAD_PROMPT
         face, line = self.page(prepare_upload, upload, enhance=False)
-        unreadable = face is None and _open_small_rgb(upload_source(upload), PHOTO_PROBE_SIDE) is None
+        unreadable = face is None and not is_readable_image(upload_source(upload))
         return (None if unreadable else gr.update()), face, line
 
     def generate_upload_on_page(self, upload: Any, enhance: bool) -> tuple[str | None, str]:

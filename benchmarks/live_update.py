@@ -166,12 +166,13 @@ def measure_handler(frames: list[dict[str, bytes]], repeats: int) -> list[float]
     from gradio.data_classes import FileData
 
     import app
+    from sketch2face.web_files import RESULTS_DIR
 
     app.configure_torch()
     handlers = app.Handlers(app.load_pipeline())
     with gr.Blocks():
         sketchpad = gr.Sketchpad(type="numpy", image_mode="RGBA")
-    folder = Path(app.RESULTS_DIR).parent / "sketch2face-bench"
+    folder = RESULTS_DIR.parent / "sketch2face-bench"
     folder.mkdir(exist_ok=True)
     payloads = []
     for number, frame in enumerate(frames):

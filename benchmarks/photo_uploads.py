@@ -5,7 +5,7 @@ them into a pencil sketch first (what the app does) gives a better face than fee
 
 Needs the third-party data set (read at run time, never copied) and dlib (requirements-dev).
 Prints:
-1. the detector (app.looks_like_a_colour_photo): how many drawings and photos it flags,
+1. the detector (sketch2face.photo_to_sketch.looks_like_a_colour_photo): how many drawings and photos it flags,
    including the drawings re-lit like a phone photo under a warm lamp;
 2. on the held-out Canada faces (evaluation only), the face made from the photo itself vs from
    its pencil sketch: identity (dlib rank-1 among the 40 photos), SSIM to the photo, and colour
@@ -41,7 +41,7 @@ def lamp_lit(path: Path) -> bytes:
 
 
 def detector_table(data: Path) -> list[str]:
-    import app
+    from sketch2face import photo_to_sketch
 
     drawings = {
         "examples/ (this repo)": sorted((ROOT / "examples").glob("*.png")),
@@ -54,10 +54,10 @@ def detector_table(data: Path) -> list[str]:
     }
     lines = ["| images | count | flagged as a colour photo |", "|---|---|---|"]
     for label, paths in drawings.items():
-        lines.append(f"| {label} | {len(paths)} | {sum(app.looks_like_a_colour_photo(path) for path in paths)} |")
-        lines.append(f"| {label}, under a warm lamp | {len(paths)} | {sum(app.looks_like_a_colour_photo(lamp_lit(path)) for path in paths)} |")
+        lines.append(f"| {label} | {len(paths)} | {sum(photo_to_sketch.looks_like_a_colour_photo(path) for path in paths)} |")
+        lines.append(f"| {label}, under a warm lamp | {len(paths)} | {sum(photo_to_sketch.looks_like_a_colour_photo(lamp_lit(path)) for path in paths)} |")
     for label, paths in photos.items():
-        lines.append(f"| {label} | {len(paths)} | {sum(app.looks_like_a_colour_photo(path) for path in paths)} |")
+        lines.append(f"| {label} | {len(paths)} | {sum(photo_to_sketch.looks_like_a_colour_photo(path) for path in paths)} |")
     return lines
 
 
@@ -65,6 +65,7 @@ def sketch_first_table(data: Path) -> tuple[list[str], list[float], list[float]]
     import cv2
 
     import app
+    from sketch2face import photo_to_sketch
     from sketch2face.training import evaluate
 
     pipeline = app.load_pipeline()
@@ -81,10 +82,10 @@ def sketch_first_table(data: Path) -> tuple[list[str], list[float], list[float]]
         for path in paths:
             if label.startswith("its"):
                 started = time.perf_counter()
-                app.looks_like_a_colour_photo(path)
+                photo_to_sketch.looks_like_a_colour_photo(path)
                 check_s.append(time.perf_counter() - started)
                 started = time.perf_counter()
-                source = app.pencil_sketch(path)
+                source = photo_to_sketch.pencil_sketch(path)
                 sketch_s.append(time.perf_counter() - started)
             else:
                 source = path

@@ -16,7 +16,7 @@ from gradio_client import handle_file
 from PIL import Image, ImageDraw
 
 import app
-from sketch2face import preprocess
+from sketch2face import photo_to_sketch, preprocess
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO_ROOT / "examples" / "01_short_hair.png"
@@ -364,33 +364,15 @@ def colour_photo(served_pipeline, tmp_path) -> Path:
     return path
 
 
-def lamp_lit(path: Path, tmp_path: Path) -> Path:
-    """A sketch as a phone photo under a warm lamp: yellow cast, light falling off to one corner."""
-    pixels = np.asarray(Image.open(path).convert("RGB"), dtype=np.float32)
-    height, width = pixels.shape[:2]
-    ys, xs = np.mgrid[0:height, 0:width]
-    light = 1.0 - 0.35 * (((xs - 0.3 * width) / width) ** 2 + ((ys - 0.3 * height) / height) ** 2)
-    tinted = pixels * light[..., None] * np.array([1.0, 0.88, 0.70])
-    out = tmp_path / f"lamp_{path.name}"
-    Image.fromarray(tinted.clip(0, 255).astype(np.uint8)).save(out)
-    return out
-
-
-def test_drawings_are_not_taken_for_photos_even_under_a_warm_lamp(tmp_path):
-    for path in app.example_paths():
-        assert not app.looks_like_a_colour_photo(path), path
-        assert not app.looks_like_a_colour_photo(lamp_lit(Path(path), tmp_path)), f"{path} under a lamp"
-
-
 def test_a_colour_photo_is_sketched_first_and_the_caller_is_told(app_client, served_pipeline, tmp_path):
     photo = colour_photo(served_pipeline, tmp_path)
-    assert app.looks_like_a_colour_photo(photo)
+    assert photo_to_sketch.looks_like_a_colour_photo(photo)
     face_path, status = app_client.predict(handle_file(str(photo)), False, api_name="/generate")
-    assert status["notes"] == [app.PHOTO_NOTE]
+    assert status["notes"] == [photo_to_sketch.PHOTO_NOTE]
     face = Image.open(face_path)
     assert_looks_like_a_face_photo(face)
     # The model saw the pencil version, not the photo itself.
-    sketched = np.asarray(served_pipeline(app.pencil_sketch(str(photo))), dtype=int)
+    sketched = np.asarray(served_pipeline(photo_to_sketch.pencil_sketch(str(photo))), dtype=int)
     assert np.abs(np.asarray(face.convert("RGB"), dtype=int) - sketched).max() <= 2
 
 
@@ -468,16 +450,3 @@ def test_blank_canvas_detection():
     assert not app.is_blank_canvas(canvas_value(draw_face_strokes(size=(512, 640))))
     grey_paper = {"background": None, "layers": [], "composite": np.full((640, 512, 3), 120, np.uint8)}
     assert not app.is_blank_canvas(grey_paper)  # not blank: the loader decides what it is
-
-
-def test_canvas_uploads_nobody_reads_are_forgotten():
-    now = [0.0]
-    storage = app.ExpiringBlobStorage(lifetime_s=120.0, clock=lambda: now[0])
-    storage["first stroke"] = "pixels"
-    now[0] = 60.0
-    storage["second stroke"] = "pixels"
-    assert storage.pop("second stroke") == "pixels"  # read by its event
-    now[0] = 121.0
-    storage["third stroke"] = "pixels"
-    assert list(storage) == ["third stroke"]  # the unread first stroke expired
-    assert storage.get("first stroke") is None
