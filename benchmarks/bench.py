@@ -8,14 +8,18 @@ Measured, each a median over repeated runs, ratios within the same run:
    256x256, 3 channels in; built here in eval mode). Wall-clock and CPU seconds (all threads:
    steadier than wall time when something else is using the cores);
 2. fast-path fidelity against the plain model (max |diff|, PSNR) on the example sketches;
-3. cold start: a fresh ``python`` that imports, loads the model and generates one face;
-4. end-to-end gradio_client round trip to ``python app.py`` (no enhancement), sequential;
-5. throughput and latency with 8 concurrent clients (benchmarks/load_test.py);
-6. the app process's peak RSS over 4-5, and this process's;
-7. the GFPGAN stage (benchmarks/gfpgan_stage.py), when present.
+3. the generator designs (benchmarks/generator_latency.py, random weights), plain and fast path,
+   each as a ratio of the reference timed in the same interleaved run;
+4. cold start: a fresh ``python`` that imports, loads the model and generates one face;
+5. end-to-end gradio_client round trip to ``python app.py`` (no enhancement), sequential;
+6. throughput and latency with 8 concurrent clients (benchmarks/load_test.py);
+7. the app process's peak RSS over 5-6, and this process's after 1-2;
+8. the live preview (benchmarks/live_update.py): the handler alone, one update over loopback,
+   8 drawers at once;
+9. the GFPGAN stage (benchmarks/gfpgan_stage.py), when present.
 
 Options: ``--quick`` (fewer repeats), ``--threads N`` (torch threads here and in the cold-start
-runs; app.py sets its own), ``--skip-app`` (only 1-3).
+runs; app.py sets its own), ``--skip-app`` (only 1-4).
 """
 
 from __future__ import annotations
@@ -46,7 +50,7 @@ from sketch2face.networks import count_parameters  # noqa: E402
 from sketch2face.pipeline import load_generator  # noqa: E402
 from sketch2face.tensors import image_to_tensor, tensor_to_image  # noqa: E402
 
-from . import load_test  # noqa: E402
+from . import live_update, load_test  # noqa: E402
 from .machine import cpu_description  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -55,7 +59,9 @@ MiB = 1024 * 1024
 
 GOALS = {
     "generator_ratio": 0.25,  # served generator latency / reference unet_256
+    "full_size_design_ratio": 1.0,  # generator_latency.FULL_SIZE_DESIGN / reference unet_256
     "round_trip_ms": 150.0,
+    "live_update_ms": 100.0,  # one live preview update over loopback, no GFPGAN
     "cold_start_s": 10.0,
 }
 
@@ -129,6 +135,15 @@ def time_interleaved(variants: dict[str, Callable[[], object]], repeats: int, wa
     return {name: Timing(statistics.median(walls[name]), statistics.median(cpus[name]), repeats) for name in variants}
 
 
+def inference_runner(module: nn.Module, batch: torch.Tensor) -> Callable[[], object]:
+    """One forward pass of ``module`` on ``batch``, for time_interleaved."""
+    def run():
+        with torch.inference_mode():
+            return module(batch)
+
+    return run
+
+
 def example_canvases(count: int = 8) -> list[np.ndarray]:
     return [preprocess.normalise(path).canvas for path in sorted(EXAMPLES_DIR.glob("*.png"))[:count]]
 
@@ -150,18 +165,11 @@ def measure_generator(repeats: int) -> dict:
     canvas = to_batch(example_canvases(1)[0])  # (1, 1, 320, 256)
     reference_input = torch.randn(1, 3, 256, 256)
 
-    def runner(module: nn.Module, batch: torch.Tensor) -> Callable[[], object]:
-        def run():
-            with torch.inference_mode():
-                return module(batch)
-
-        return run
-
     timings = time_interleaved(
         {
-            "reference": runner(reference, reference_input),
-            "served": runner(served, canvas),
-            "fast": runner(fast, canvas),
+            "reference": inference_runner(reference, reference_input),
+            "served": inference_runner(served, canvas),
+            "fast": inference_runner(fast, canvas),
         },
         repeats,
     )
@@ -217,30 +225,12 @@ def raw_http_round_trip(http, url: str, fn_index: int, sketch: Path) -> tuple[di
     server's share of the round trip from gradio_client's own overhead.
 
     Returns the result's file record (server path, url) and its bytes."""
-    import json
     import uuid
 
-    session = uuid.uuid4().hex
     uploaded = http.post(url + "gradio_api/upload", files={"files": (sketch.name, sketch.read_bytes(), "image/png")})
     uploaded.raise_for_status()
     file_data = {"path": uploaded.json()[0], "orig_name": sketch.name, "meta": {"_type": "gradio.FileData"}}
-    joined = http.post(
-        url + "gradio_api/queue/join",
-        json={"data": [file_data, False], "fn_index": fn_index, "session_hash": session, "event_data": None, "trigger_id": None},
-    )
-    joined.raise_for_status()
-    with http.stream("GET", url + f"gradio_api/queue/data?session_hash={session}") as events:
-        for line in events.iter_lines():
-            if not line.startswith("data:"):
-                continue
-            message = json.loads(line[5:])
-            if message.get("msg") == "process_completed":
-                if not message.get("success", True):
-                    raise RuntimeError(f"the app failed: {message.get('output')}")
-                result_record = message["output"]["data"][0]
-                break
-        else:
-            raise RuntimeError("the event stream ended without a result")
+    result_record = load_test.queued_call(http, url, fn_index, [file_data, False], uuid.uuid4().hex)[0]
     result = http.get(result_record["url"])
     result.raise_for_status()
     return result_record, result.content
@@ -253,7 +243,7 @@ def measure_app(round_trips: int, clients: int, requests_per_client: int, thread
 
     os.environ["OMP_NUM_THREADS"] = str(threads)  # inherited by the app process
     launched = time.time()
-    process, url = load_test.launch_app()
+    process, url = load_test.launch_app(quiet=True)
     try:
         client = Client(url, verbose=False)
         example = str(sorted(EXAMPLES_DIR.glob("*.png"))[0])
@@ -287,21 +277,41 @@ def measure_app(round_trips: int, clients: int, requests_per_client: int, thread
         process.wait(timeout=30)
 
 
+def measure_generator_designs(repeats: int) -> list[dict]:
+    from . import generator_latency  # it imports this module: only once this one is loaded
+
+    return generator_latency.measure(repeats)
+
+
 def measure_gfpgan(repeats: int) -> dict:
     from . import gfpgan_stage  # imports GFPGAN and basicsr: only when this part runs
 
     return gfpgan_stage.measure(repeats=repeats)
 
 
-def competing_processes() -> list[str]:
-    """Other busy python processes (e.g. a training run) that skew the timings."""
+BUSY_PERCENT = 20.0  # another process above this much of one core counts as competing
+
+
+def competing_processes(sample_s: float = 1.0) -> list[str]:
+    """Other processes busy on the CPU now (a training run, a test suite): they skew the timings.
+    Sampled over ``sample_s``, since one process's CPU percent needs two readings."""
     import psutil
 
+    others = [process for process in psutil.process_iter(["pid", "cmdline"]) if process.pid != os.getpid()]
+    for process in others:
+        try:
+            process.cpu_percent(None)
+        except psutil.Error:
+            pass
+    time.sleep(sample_s)
     found = []
-    for process in psutil.process_iter(["pid", "cmdline", "cpu_percent"]):
-        cmdline = " ".join(process.info["cmdline"] or [])
-        if "sketch2face.training.train" in cmdline and process.pid != os.getpid():
-            found.append(f"pid {process.pid}: {cmdline[:80]}")
+    for process in others:
+        try:
+            percent = process.cpu_percent(None)
+        except psutil.Error:
+            continue  # it ended meanwhile
+        if percent >= BUSY_PERCENT:
+            found.append(f"pid {process.pid} {percent:.0f}% CPU: {' '.join(process.info['cmdline'] or [])[:90]}")
     return found
 
 
@@ -323,8 +333,9 @@ def report(results: dict, args: argparse.Namespace) -> str:
         f"sketch2face benchmark, {datetime.date.today().isoformat()}, {cpu_description()}, torch {torch.__version__}, "
         f"{args.threads} torch thread(s)",
     ]
-    busy = results["competing"]
-    lines.append("CPU contention: " + ("; ".join(busy) if busy else "none detected (no sketch2face.training.train running)"))
+    for moment, busy in zip(("start", "end"), results["competing"]):
+        lines.append(f"Other processes over {BUSY_PERCENT:.0f}% CPU at the {moment}: " + ("; ".join(busy) if busy else "none"))
+    lines.append(f"1-minute load average: {results['load_average'][0]:.2f} at the start, {results['load_average'][1]:.2f} at the end")
     lines += ["", "| measurement | median | goal | verdict |", "|---|---|---|---|"]
     generator = results["generator"]
     timings = generator["timings"]
@@ -341,6 +352,20 @@ def report(results: dict, args: argparse.Namespace) -> str:
         )
     lines.append(f"| fast path fidelity vs plain fp32 (8 example sketches) | max abs diff {generator['fast_max_abs_diff']:.1e} "
                  f"(of 2.0 range), min PSNR {generator['fast_min_psnr_db']:.1f} dB (uint8) | | |")
+    from .generator_latency import FULL_SIZE_DESIGN
+
+    designs = results["designs"]
+    reference_run = designs[0]
+    lines.append(f"| generator designs (random weights, 1x320x256 in; ratios to the unet_256 of this run): "
+                 f"{reference_run['name']} | {reference_run['wall_ms']:.0f} ms wall, {reference_run['cpu_ms']:.0f} ms CPU | | |")
+    goal = GOALS["full_size_design_ratio"]
+    for row in designs[1:]:
+        has_goal = row["name"].startswith(FULL_SIZE_DESIGN)
+        lines.append(
+            f"| design: {row['name']}, {row['parameters'] / 1e6:.1f}M params | {row['wall_ms']:.0f} ms wall "
+            f"({row['wall_ratio']:.2f}x ref), {row['cpu_ms']:.0f} ms CPU ({row['cpu_ratio']:.2f}x ref) | "
+            + (f"<= {goal}x ref | {_verdict(row['wall_ratio'], goal)} |" if has_goal else "| |")
+        )
     cold = results["cold_start_s"]
     lines.append(f"| cold start: spawn python, import, load, generate one face ({len(cold)} runs) | {statistics.median(cold):.1f} s "
                  f"(min {min(cold):.1f}) | <= {GOALS['cold_start_s']:.0f} s | {_verdict(statistics.median(cold), GOALS['cold_start_s'])} |")
@@ -362,8 +387,23 @@ def report(results: dict, args: argparse.Namespace) -> str:
                      f"+{(load.rss_peak - load.rss_baseline) / MiB:.0f} MiB over the idle app, "
                      f"+{(load.rss_final - load.rss_baseline) / MiB:.0f} MiB after | | |")
         lines.append(f"| app start (`python app.py`, caches the examples) to first answer | {app['app_start_to_first_answer_s']:.1f} s | | |")
-    lines.append(f"| this process's peak RSS (reference + served models) | "
-                 f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB | | |")
+    lines.append(f"| this process's peak RSS (reference + served models) | {results['generator_rss'] / MiB:.0f} MiB | | |")
+    live = results.get("live")
+    if live:
+        from .live_update import percentiles
+
+        handler, one = percentiles(live["handler"]), percentiles(live["one_drawer"])
+        lines.append(f"| live preview handler alone (Sketchpad preprocessing, normalise, generator, PNG; {len(live['handler'])} runs) | "
+                     f"{_ms(handler[0])} (p90 {_ms(handler[1])}) | | |")
+        lines.append(f"| one live update over loopback, no GFPGAN (3 canvas uploads, queue, face download; "
+                     f"{len(live['one_drawer'])} sequential) | {_ms(one[0])} (p90 {_ms(one[1])}) | <= {GOALS['live_update_ms']:.0f} ms | "
+                     f"{_verdict(one[0] * 1000, GOALS['live_update_ms'])} |")
+        many = live["many"]
+        updates = sum(many["counts"])
+        waits = f"wait median {_ms(percentiles(many['waits'])[0])}, p90 {_ms(percentiles(many['waits'])[1])}" if many["waits"] else "no updates"
+        lines.append(f"| {live['drawers']} drawers at once for {many['elapsed']:.0f} s (each sends its next drawing when its face arrives) | "
+                     f"{updates / many['elapsed']:.1f} updates/s (per drawer {min(many['counts'])}-{max(many['counts'])}); "
+                     f"{waits}; {len(many['errors'])} errors | | |")
     gfpgan = results.get("gfpgan")
     if gfpgan is None:
         pass  # --skip-app
@@ -389,9 +429,13 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     repeats = 5 if args.quick else 21
 
-    results: dict = {"competing": competing_processes()}
+    load_at_start = os.getloadavg()[0]
+    results: dict = {"competing": [competing_processes()]}
     print("generator latency ...", file=sys.stderr, flush=True)
     results["generator"] = measure_generator(repeats)
+    results["generator_rss"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # before the other parts add models
+    print("generator designs ...", file=sys.stderr, flush=True)
+    results["designs"] = measure_generator_designs(3 if args.quick else 15)
     print("cold start ...", file=sys.stderr, flush=True)
     results["cold_start_s"] = measure_cold_start(2 if args.quick else 5, args.threads)
     if not args.skip_app:
@@ -399,11 +443,15 @@ def main(argv: list[str] | None = None) -> int:
         results["app"] = measure_app(
             round_trips=5 if args.quick else 25, clients=8, requests_per_client=2 if args.quick else 25, threads=args.threads
         )
+        print("live preview ...", file=sys.stderr, flush=True)
+        results["live"] = live_update.measure(updates=10 if args.quick else 40, seconds=5.0 if args.quick else 30.0)
         print("GFPGAN stage ...", file=sys.stderr, flush=True)
         try:
             results["gfpgan"] = measure_gfpgan(2 if args.quick else 5)
         except Exception as error:  # noqa: BLE001  another component's benchmark: report, don't crash ours
             results["gfpgan"] = f"{type(error).__name__}: {error}"
+    results["load_average"] = (load_at_start, os.getloadavg()[0])
+    results["competing"].append(competing_processes())
     print(report(results, args))
     return 0
 

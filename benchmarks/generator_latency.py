@@ -1,12 +1,13 @@
 """CPU latency of generator designs against the reference pix2pix ``unet_256``, in one run.
 
-    nice -n 15 .venv/bin/python benchmarks/generator_latency.py --repeats 15
+    python -m benchmarks.generator_latency --repeats 15
 
-Every variant runs in eval mode on one sketch (batch 1), plain and through the serving fast path
-(sketch2face.fastpath: BatchNorm folded, channels-last), interleaved round-robin with the
-reference so background load hits them all alike (sketch2face.bench.time_interleaved). Printed:
-median wall and CPU milliseconds and the ratio to the reference's median wall time (goal: the
-served generator at its output size <= 1.0x). Weights are random: latency does not depend on them.
+``python -m benchmarks`` runs it too and puts its rows into the report. Every variant runs in
+eval mode on one sketch (batch 1), plain and through the serving fast path (sketch2face.fastpath:
+BatchNorm folded, channels-last), interleaved round-robin with the reference so background load
+hits them all alike (bench.time_interleaved). Printed: median wall and CPU milliseconds and their
+ratios to the reference's medians (goal: the full-size design, FULL_SIZE_DESIGN, <= 1.0x; bench.GOALS).
+Weights are random: latency does not depend on them.
 
 Variants (the canvas is 256 wide x 320 tall):
 - ``v1 transposed``: the shipped architecture (stage 4), transposed convolutions, 256x320 out;
@@ -20,24 +21,20 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
-import sys
-from pathlib import Path
-from typing import Callable
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
+import torch
+import torch.nn.functional as F
+from torch import nn
 
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-from torch import nn  # noqa: E402
+from sketch2face.fastpath import optimise_for_inference
+from sketch2face.networks import UNetGenerator, count_parameters
 
-from sketch2face.bench import reference_unet256, time_interleaved  # noqa: E402
-from sketch2face.fastpath import optimise_for_inference  # noqa: E402
-from sketch2face.networks import UNetGenerator, count_parameters  # noqa: E402
+from .bench import inference_runner, reference_unet256, time_interleaved
+from .machine import cpu_description
 
 CANVAS = (320, 256)  # (height, width)
+REFERENCE = "reference unet_256 (3x256x256)"
+FULL_SIZE_DESIGN = "v2 resize + refiner (512x640 out)"  # what training.config's v2 defaults build
 
 
 class ResizedInput(nn.Module):
@@ -57,36 +54,30 @@ def variants() -> dict[str, tuple[nn.Module, torch.Tensor]]:
     designs = {
         "v1 transposed (256x320 out)": UNetGenerator(),
         "v2 resize (256x320 out)": UNetGenerator(upsample="resize"),
-        "v2 resize + refiner (512x640 out)": UNetGenerator(upsample="resize", output_scale=2),
+        FULL_SIZE_DESIGN: UNetGenerator(upsample="resize", output_scale=2),
         "U-Net at 512x640 (512x640 out)": ResizedInput(UNetGenerator(upsample="resize", num_downs=7), 2),
     }
     return {name: (generator.eval(), sketch) for name, generator in designs.items()}
 
 
-def runner(module: nn.Module, batch: torch.Tensor) -> Callable[[], object]:
-    def run():
-        with torch.inference_mode():
-            return module(batch)
-
-    return run
-
-
 def measure(repeats: int) -> list[dict]:
+    """One row per variant, the reference first; ratios are to the reference in this same run."""
     reference = reference_unet256().eval()
-    runs = {"reference unet_256 (3x256x256)": runner(reference, torch.randn(1, 3, 256, 256))}
-    rows = {"reference unet_256 (3x256x256)": {"parameters": count_parameters(reference), "output": (256, 256)}}
+    runs = {REFERENCE: inference_runner(reference, torch.randn(1, 3, 256, 256))}
+    rows = {REFERENCE: {"parameters": count_parameters(reference), "output": (256, 256)}}
     for name, (generator, sketch) in variants().items():
         with torch.inference_mode():
             output = tuple(generator(sketch).shape[-2:])
         fast = optimise_for_inference(generator.generator if isinstance(generator, ResizedInput) else generator)
         fast = ResizedInput(fast, generator.factor) if isinstance(generator, ResizedInput) else fast
-        runs[name] = runner(generator, sketch)
-        runs[name + ", fast path"] = runner(fast, sketch)
+        runs[name] = inference_runner(generator, sketch)
+        runs[name + ", fast path"] = inference_runner(fast, sketch)
         rows[name] = rows[name + ", fast path"] = {"parameters": count_parameters(generator), "output": output}
     timings = time_interleaved(runs, repeats)
-    reference_wall = timings["reference unet_256 (3x256x256)"].wall_s
+    reference_timing = timings[REFERENCE]
     return [{"name": name, **rows[name], "wall_ms": 1000 * timing.wall_s, "cpu_ms": 1000 * timing.cpu_s,
-             "ratio": timing.wall_s / reference_wall, "runs": timing.runs} for name, timing in timings.items()]
+             "wall_ratio": timing.wall_s / reference_timing.wall_s, "cpu_ratio": timing.cpu_s / reference_timing.cpu_s,
+             "runs": timing.runs} for name, timing in timings.items()]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -98,14 +89,14 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("--repeats must be at least 1")
     torch.set_num_threads(args.threads)
     results = measure(args.repeats)
-    print(f"{platform.processor() or platform.machine()}, {args.threads} torch thread(s), torch {torch.__version__}, "
+    print(f"{cpu_description()}, {args.threads} torch thread(s), torch {torch.__version__}, "
           f"median of {args.repeats} runs each, batch 1, interleaved")
-    print("| generator | output (HxW) | parameters | wall ms | CPU ms | / unet_256 wall |")
-    print("|---|---|---|---|---|---|")
+    print("| generator | output (HxW) | parameters | wall ms | CPU ms | / unet_256 wall | / unet_256 CPU |")
+    print("|---|---|---|---|---|---|---|")
     for row in results:
         height, width = row["output"]
         print(f"| {row['name']} | {height}x{width} | {row['parameters'] / 1e6:.1f}M | {row['wall_ms']:.0f} | "
-              f"{row['cpu_ms']:.0f} | {row['ratio']:.2f}x |")
+              f"{row['cpu_ms']:.0f} | {row['wall_ratio']:.2f}x | {row['cpu_ratio']:.2f}x |")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """The live preview: what one update costs the server, and how many 8 visitors drawing at once get.
 
-    python benchmarks/live_update.py [--updates 40] [--drawers 8] [--seconds 30]
+    python -m benchmarks.live_update [--updates 40] [--drawers 8] [--seconds 30]
 
 Starts ``python app.py`` on 127.0.0.1 (a free port) and talks to it over loopback exactly as
 the page does for every stroke: the canvas's three PNGs (background, layer, composite) go to
@@ -9,7 +9,8 @@ their id, and the face is downloaded when the event stream says it is done. No G
 
 Prints, as medians and p90:
 1. the handler alone (Sketchpad preprocessing + normalise + generator + PNG), in this process;
-2. one update over loopback, one drawer at a time: the server's time per update;
+2. one update over loopback, one drawer at a time: the server's time per update (goal: median
+   <= 100 ms, bench.GOALS);
 3. 8 drawers at once, each sending its latest drawing as soon as its previous face arrives
    (what trigger_mode="always_last" does in the browser): updates per second for all, and
    the wait each drawer sees.
@@ -19,11 +20,8 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import os
-import socket
 import statistics
-import subprocess
 import sys
 import threading
 import time
@@ -33,11 +31,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from .load_test import launch_app, queued_call
 
 CANVAS = (512, 640)
-STARTUP_TIMEOUT_S = 240
 
 
 # -- what the canvas sends ---------------------------------------------------------------
@@ -84,33 +80,6 @@ def canvas_value(frame: dict[str, bytes]) -> dict:
 # -- the app -----------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def launch_app() -> tuple[subprocess.Popen, str]:
-    import httpx
-
-    port = free_port()
-    env = dict(os.environ, GRADIO_SERVER_NAME="127.0.0.1", GRADIO_SERVER_PORT=str(port), GRADIO_ANALYTICS_ENABLED="False", HF_HUB_DISABLE_TELEMETRY="1", HF_HUB_OFFLINE="1")
-    process = subprocess.Popen([sys.executable, str(ROOT / "app.py")], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    url = f"http://127.0.0.1:{port}/"
-    deadline = time.monotonic() + STARTUP_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"app.py exited with {process.returncode}: {process.stderr.read()[-2000:]}")
-        try:
-            if httpx.get(url + "config", timeout=5).status_code == 200:
-                return process, url
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)  # polling the start-up, bounded by the deadline
-    process.terminate()
-    raise RuntimeError(f"app.py did not answer within {STARTUP_TIMEOUT_S} s")
-
-
 class LiveEndpoint:
     """The ids the page uses for the live preview: the Sketchpad's component and its change event."""
 
@@ -130,24 +99,9 @@ def live_update(http, endpoint: LiveEndpoint, frame: dict[str, bytes], session: 
         fields = {"component_id": str(endpoint.sketchpad), "session_hash": session, "fn_name": "accept_blobs", "id": blob_id, "type": kind, "index": index}
         http.post(endpoint.url + "gradio_api/component_server/", data=fields, files={"file": (f"{name}.png", frame[name], "image/png")}).raise_for_status()
     payload = {"background": None, "layers": [], "composite": None, "id": blob_id}
-    http.post(
-        endpoint.url + "gradio_api/queue/join",
-        json={"data": [payload], "fn_index": endpoint.fn_index, "session_hash": session, "event_data": None, "trigger_id": None},
-    ).raise_for_status()
-    with http.stream("GET", endpoint.url + f"gradio_api/queue/data?session_hash={session}") as events:
-        for line in events.iter_lines():
-            if not line.startswith("data:"):
-                continue
-            message = json.loads(line[5:])
-            if message.get("msg") == "process_completed":
-                if not message.get("success", True):
-                    raise RuntimeError(f"the app failed: {message.get('output')}")
-                face = message["output"]["data"][0]
-                break
-        else:
-            raise RuntimeError("the event stream ended without a result")
+    face, status = queued_call(http, endpoint.url, endpoint.fn_index, [payload], session)[:2]
     if not face:
-        raise RuntimeError(f"no face: {message['output']['data'][1]}")
+        raise RuntimeError(f"no face: {status}")
     http.get(face["url"]).raise_for_status()  # the browser shows it
 
 
@@ -155,8 +109,8 @@ def live_update(http, endpoint: LiveEndpoint, frame: dict[str, bytes], session: 
 
 
 def percentiles(values: list[float]) -> tuple[float, float]:
-    ordered = sorted(values)
-    return statistics.median(ordered), ordered[min(len(ordered) - 1, int(round(0.9 * (len(ordered) - 1))))]
+    """Median and p90, as bench and load_test compute them."""
+    return statistics.median(values), float(np.percentile(values, 90))
 
 
 def measure_handler(frames: list[dict[str, bytes]], repeats: int) -> list[float]:
@@ -166,9 +120,10 @@ def measure_handler(frames: list[dict[str, bytes]], repeats: int) -> list[float]
     from gradio.data_classes import FileData
 
     import app
+    import torch
     from sketch2face.web_files import RESULTS_DIR
 
-    app.configure_torch()
+    threads_before = torch.get_num_threads()  # load_pipeline sets the app's count: the caller gets its own back
     handlers = app.Handlers(app.load_pipeline())
     with gr.Blocks():
         sketchpad = gr.Sketchpad(type="numpy", image_mode="RGBA")
@@ -183,12 +138,15 @@ def measure_handler(frames: list[dict[str, bytes]], repeats: int) -> list[float]
         payloads.append(EditorData(background=FileData(path=str(paths["background"])), layers=[FileData(path=str(paths["layer"]))], composite=FileData(path=str(paths["composite"]))))
     handlers.live_drawing(sketchpad.preprocess(payloads[-1]))  # warm-up
     times = []
-    for _ in range(repeats):
-        for payload in payloads:
-            started = time.perf_counter()
-            face, _ = handlers.live_drawing(sketchpad.preprocess(payload))
-            times.append(time.perf_counter() - started)
-            os.unlink(face)
+    try:
+        for _ in range(repeats):
+            for payload in payloads:
+                started = time.perf_counter()
+                face, _ = handlers.live_drawing(sketchpad.preprocess(payload))
+                times.append(time.perf_counter() - started)
+                os.unlink(face)
+    finally:
+        torch.set_num_threads(threads_before)
     return times
 
 
@@ -246,44 +204,54 @@ def measure_many_drawers(endpoint: LiveEndpoint, frames: list[dict[str, bytes]],
     return {"waits": waits, "errors": errors, "counts": counts, "elapsed": elapsed}
 
 
+def measure(updates: int = 40, drawers: int = 8, seconds: float = 30.0) -> dict:
+    """The three measurements; the app runs in its own process (app.py) for 2 and 3."""
+    import app
+
+    frames = canvas_frames()
+    load_before = os.getloadavg()[0]
+    handler = measure_handler(frames, repeats=max(1, updates // len(frames)))
+    process, url = launch_app(quiet=True)
+    try:
+        endpoint = LiveEndpoint(url)
+        one = measure_one_drawer(endpoint, frames, updates)
+        many = measure_many_drawers(endpoint, frames, drawers, seconds)
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+    return {"handler": handler, "one_drawer": one, "drawers": drawers, "many": many, "torch_threads": app.TORCH_THREADS,
+            "load_before": load_before, "load_after": os.getloadavg()[0]}
+
+
+def report(results: dict) -> str:
+    many = results["many"]
+    rows = [("handler alone: Sketchpad preprocessing + normalise + generator + PNG", results["handler"])]
+    rows.append(("one live update over loopback (3 canvas uploads, queue, face download), one drawer", results["one_drawer"]))
+    if many["waits"]:
+        rows.append((f"the same, {results['drawers']} drawers at once: wait per update", many["waits"]))
+    lines = [f"Live preview, no GFPGAN: {os.cpu_count()} CPUs, torch threads {results['torch_threads']}, "
+             f"load average {results['load_before']:.1f} before, {results['load_after']:.1f} after",
+             "| measurement | runs | p50 | p90 |", "|---|---|---|---|"]
+    for label, values in rows:
+        p50, p90 = percentiles(values)
+        lines.append(f"| {label} | {len(values)} | {1000 * p50:.0f} ms | {1000 * p90:.0f} ms |")
+    total = sum(many["counts"])
+    lines.append(f"\n{results['drawers']} drawers for {many['elapsed']:.1f} s: {total} updates = "
+                 f"{total / many['elapsed']:.1f} updates/s ({total / many['elapsed'] / results['drawers']:.2f} per drawer "
+                 f"per second; fewest {min(many['counts'])}, most {max(many['counts'])}), {len(many['errors'])} errors")
+    lines += ["   " + error for error in many["errors"][:5]]
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--updates", type=int, default=40, help="sequential updates for the one-drawer measurement")
     parser.add_argument("--drawers", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=30.0, help="how long the drawers draw at once")
     args = parser.parse_args(argv)
-
-    frames = canvas_frames()
-    load_before = os.getloadavg()
-    handler = measure_handler(frames, repeats=max(1, args.updates // len(frames)))
-    process, url = launch_app()
-    try:
-        endpoint = LiveEndpoint(url)
-        one = measure_one_drawer(endpoint, frames, args.updates)
-        many = measure_many_drawers(endpoint, frames, args.drawers, args.seconds)
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-    load_after = os.getloadavg()
-
-    rows = [("handler alone: Sketchpad preprocessing + normalise + generator + PNG", handler)]
-    rows.append(("one live update over loopback (3 canvas uploads, queue, face download), one drawer", one))
-    if many["waits"]:
-        rows.append((f"the same, {args.drawers} drawers at once: wait per update", many["waits"]))
-    print(f"Live preview, no GFPGAN: {os.cpu_count()} CPUs, torch threads {__import__('app').TORCH_THREADS}, "
-          f"load average {load_before[0]:.1f} before, {load_after[0]:.1f} after")
-    print("| measurement | runs | p50 | p90 |")
-    print("|---|---|---|---|")
-    for label, values in rows:
-        p50, p90 = percentiles(values)
-        print(f"| {label} | {len(values)} | {1000 * p50:.0f} ms | {1000 * p90:.0f} ms |")
-    total = sum(many["counts"])
-    print(f"\n{args.drawers} drawers for {many['elapsed']:.1f} s: {total} updates = {total / many['elapsed']:.1f} updates/s "
-          f"({total / many['elapsed'] / args.drawers:.2f} per drawer per second; fewest {min(many['counts'])}, most {max(many['counts'])}), "
-          f"{len(many['errors'])} errors")
-    for error in many["errors"][:5]:
-        print("  ", error)
-    return 0 if not many["errors"] else 1
+    results = measure(args.updates, args.drawers, args.seconds)
+    print(report(results))
+    return 0 if not results["many"]["errors"] else 1
 
 
 if __name__ == "__main__":

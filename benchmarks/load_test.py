@@ -13,10 +13,12 @@ when this script launches it, or --pid). Prints a summary; exit status 1 on any 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -186,7 +188,7 @@ def run_load(
 
 
 # --------------------------------------------------------------------------------------
-# Launching the app in its own process
+# The app in its own process, and one queued event over plain HTTP
 # --------------------------------------------------------------------------------------
 
 
@@ -196,26 +198,60 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def launch_app(timeout_s: float = 180.0) -> tuple[subprocess.Popen, str]:
-    """`python app.py` on a free 127.0.0.1 port; returns (process, url) once it answers."""
+def launch_app(timeout_s: float = 180.0, quiet: bool = False) -> tuple[subprocess.Popen, str]:
+    """`python app.py` on a free 127.0.0.1 port; returns (process, url) once it answers.
+
+    ``quiet``: the app's output goes to a temporary file, shown only if it fails to start, so
+    it does not run through a benchmark's printed report."""
     import httpx
 
     port = free_port()
     env = dict(os.environ, GRADIO_SERVER_NAME="127.0.0.1", GRADIO_SERVER_PORT=str(port), HF_HUB_OFFLINE="1")
-    process = subprocess.Popen([sys.executable, str(REPO_ROOT / "app.py")], cwd=REPO_ROOT, env=env)
+    log = tempfile.TemporaryFile("w+") if quiet else None
+    process = subprocess.Popen([sys.executable, str(REPO_ROOT / "app.py")], cwd=REPO_ROOT, env=env,
+                               stdout=log, stderr=subprocess.STDOUT if quiet else None)
     url = f"http://127.0.0.1:{port}/"
+
+    def failure(reason: str) -> SystemExit:
+        if log is None:
+            return SystemExit(reason)
+        log.seek(0)
+        return SystemExit(f"{reason}; its output ended:\n{log.read()[-2000:]}")
+
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise SystemExit(f"app.py exited with status {process.returncode} before serving")
+            raise failure(f"app.py exited with status {process.returncode} before serving")
         try:
             if httpx.get(url + "config", timeout=2).status_code == 200:
+                if log is not None:
+                    log.close()  # the app keeps writing to its own handle
                 return process, url
         except httpx.HTTPError:
             pass
-        time.sleep(0.5)
+        time.sleep(0.5)  # polling the start-up, bounded by the deadline
     process.terminate()
-    raise SystemExit(f"app.py did not answer on {url} within {timeout_s:.0f} s")
+    raise failure(f"app.py did not answer on {url} within {timeout_s:.0f} s")
+
+
+def queued_call(http, url: str, fn_index: int, data: list, session: str) -> list:
+    """One event through Gradio's queue over plain HTTP, as the page makes it: join, then read
+    the session's event stream until the event completes. Returns the event's output values;
+    raises if the app reports a failure or the stream ends first."""
+    http.post(
+        url + "gradio_api/queue/join",
+        json={"data": data, "fn_index": fn_index, "session_hash": session, "event_data": None, "trigger_id": None},
+    ).raise_for_status()
+    with http.stream("GET", url + f"gradio_api/queue/data?session_hash={session}") as events:
+        for line in events.iter_lines():
+            if not line.startswith("data:"):
+                continue
+            message = json.loads(line[5:])
+            if message.get("msg") == "process_completed":
+                if not message.get("success", True):
+                    raise RuntimeError(f"the app failed: {message.get('output')}")
+                return message["output"]["data"]
+    raise RuntimeError("the event stream ended without a result")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,7 +1,7 @@
 """Colour photos uploaded instead of sketches: how well app.py spots them, and whether turning
 them into a pencil sketch first (what the app does) gives a better face than feeding the photo.
 
-    python benchmarks/photo_uploads.py [--data ../shared/data]
+    python -m benchmarks.photo_uploads [--data ../shared/data]
 
 Needs the third-party data set (read at run time, never copied) and dlib (requirements-dev).
 Prints:
@@ -26,7 +26,6 @@ import numpy as np
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 
 def lamp_lit(path: Path) -> bytes:
