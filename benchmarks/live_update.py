@@ -26,7 +26,6 @@ import sys
 import threading
 import time
 import uuid
-from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
