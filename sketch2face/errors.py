@@ -15,3 +15,7 @@ class ModelLoadError(Sketch2FaceError, RuntimeError):
 
 class RestorationUnavailable(Sketch2FaceError, RuntimeError):
     """GFPGAN could not run (no weights and offline, a bad file, a face it can't align, ...)."""
+
+
+# The fix a skipped restoration names: a local GFPGANv1.4.pth, used as is and never downloaded.
+GFPGAN_PATH_ENV = "SKETCH2FACE_GFPGAN_PATH"

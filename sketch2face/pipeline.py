@@ -26,7 +26,7 @@ import torch
 from PIL import Image
 
 from . import preprocess
-from .errors import ModelLoadError, Sketch2FaceError
+from .errors import GFPGAN_PATH_ENV, ModelLoadError, Sketch2FaceError
 from .networks import UNetGenerator
 from .tensors import image_to_tensor, tensor_to_image
 
@@ -39,9 +39,6 @@ DEFAULT_WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 DEFAULT_HUB_MODEL = "sketch2face/sketch2face-pix2pix"
 MODEL_ENV = "SKETCH2FACE_MODEL"
 HUB_ETAG_TIMEOUT_S = 5  # fail fast rather than hang a Space's start-up on an unreachable Hub
-
-
-GFPGAN_PATH_ENV = "SKETCH2FACE_GFPGAN_PATH"  # named in skip reasons: the fix for offline or bad weights
 
 
 @dataclass(frozen=True)

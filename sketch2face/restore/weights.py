@@ -20,7 +20,7 @@ import time
 import urllib.parse
 from pathlib import Path
 
-from ..errors import RestorationUnavailable
+from ..errors import GFPGAN_PATH_ENV, RestorationUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -31,7 +31,7 @@ CHECKPOINT_URL = "https://github.com/TencentARC/GFPGAN/releases/download/v1.3.0/
 CHECKPOINT_SHA256 = "e2cd4703ab14f4d01fd1383a8a8b266f9a5833dacee8e6a79d3bf21a1b6be5ad"
 CHECKPOINT_BYTES = 348_632_874
 
-PATH_ENV = "SKETCH2FACE_GFPGAN_PATH"  # a local checkpoint file: used as is, never downloaded
+PATH_ENV = GFPGAN_PATH_ENV
 URL_ENV = "SKETCH2FACE_GFPGAN_URL"  # a mirror of the official file (the sha256 pin still applies)
 CACHE_ENV = "SKETCH2FACE_CACHE"
 

@@ -16,7 +16,6 @@ of its photo (for the identity loss) through that same geometry.
 from __future__ import annotations
 
 import csv
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -32,6 +31,7 @@ from ..errors import InputError
 from ..landmarks import LandmarkDetector, five_points
 from ..preprocess import CANVAS_EYES, CANVAS_SIZE, similarity_transform
 from ..tensors import image_to_tensor
+from .shared_models import DATA_ENV, shared_folder
 
 HELD_OUT = ("cufs/test", "faces/canada", "eval")
 TRAIN_FACE_FOLDERS = ("london_neutral", "3dsk", "composite")
@@ -40,10 +40,7 @@ CUFS_SIZE = (200, 250)
 
 
 def default_data_root() -> Path:
-    """$SKETCH2FACE_DATA, else ../shared/data next to the checkout the package runs from."""
-    if os.environ.get("SKETCH2FACE_DATA"):
-        return Path(os.environ["SKETCH2FACE_DATA"])
-    return Path(__file__).resolve().parents[3] / "shared" / "data"
+    return shared_folder("data", DATA_ENV)
 
 
 def _refuse_held_out(path: Path, root: Path, allow_held_out: bool) -> None:

@@ -1,18 +1,23 @@
-"""Where the third-party pretrained networks lie (../shared/models, never copied into the repo)."""
+"""Where the third-party data and pretrained networks lie (../shared, never copied into the repo)."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
+DATA_ENV = "SKETCH2FACE_DATA"
 MODELS_ENV = "SKETCH2FACE_MODELS"
 
 
+def shared_folder(name: str, env: str) -> Path:
+    """$env if set, else ../shared/<name> beside the checkout the package runs from."""
+    if os.environ.get(env):
+        return Path(os.environ[env])
+    return Path(__file__).resolve().parents[3] / "shared" / name
+
+
 def default_models_root() -> Path:
-    """$SKETCH2FACE_MODELS, else ../shared/models next to the repository (as data.default_data_root)."""
-    if os.environ.get(MODELS_ENV):
-        return Path(os.environ[MODELS_ENV])
-    return Path(__file__).resolve().parents[3] / "shared" / "models"
+    return shared_folder("models", MODELS_ENV)
 
 
 def require_file(path: Path, what: str) -> Path:
