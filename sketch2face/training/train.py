@@ -37,6 +37,7 @@ from tqdm.auto import tqdm
 
 from . import data, objectives
 from .config import GENERATOR_SHAPE, PRE_V2_DEFAULTS, TrainConfig, generator_from_config, saved_config
+from .upsampling import resize_generator_from
 from ..networks import MultiScalePatchDiscriminator, UNetGenerator, init_weights
 
 
@@ -214,10 +215,16 @@ class Pix2PixTrainer:
 
         ``path`` is a checkpoint.pt (generator and discriminator), or an exported generator folder
         such as ``weights/`` (config.json + model.safetensors), whose fine-tune starts a fresh
-        discriminator."""
+        discriminator. A transposed-convolution generator starts a resize one by refitting its
+        upsampling kernels (training/upsampling.py)."""
         if path.is_dir():
-            self._check_same_shape(path, json.loads((path / "config.json").read_text()), GENERATOR_SHAPE)
+            saved = saved_config(json.loads((path / "config.json").read_text()))
             pretrained = UNetGenerator.from_pretrained(path, strict=True)
+            if saved["upsample"] == "transposed" and self.config.upsample == "resize" and self.config.output_scale == 1:
+                # Stage 4 and earlier: refit the upsampling kernels (training/upsampling.py).
+                pretrained = resize_generator_from(pretrained)
+                saved = {**saved, "upsample": "resize"}
+            self._check_same_shape(path, saved, GENERATOR_SHAPE)
             self.accelerator.unwrap_model(self.generator).load_state_dict(pretrained.state_dict())
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)

@@ -1,0 +1,69 @@
+"""Start a resize-upsampling U-Net from a trained transposed-convolution one (stage 4).
+
+A transposed 4x4 convolution with stride 2 is a linear map from its kernel to the image it paints;
+so is a bilinear x2 resize followed by a 3x3 convolution. For every kernel tap we record each
+one's response to a single lit pixel, and solve once, by least squares, for the 3x3 kernel whose
+response is closest to a given 4x4 one. Applied to every (input, output) channel pair, that turns a
+trained decoder into a resize decoder that paints nearly the same face. What the fit cannot
+express is exactly the part that differs between the four output phases, i.e. the checkerboard.
+Fine-tuning then repairs the rest in far fewer steps than training from scratch.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import torch
+import torch.nn.functional as F
+
+from ..networks import UNetGenerator
+
+
+@lru_cache(maxsize=1)
+def _projection() -> torch.Tensor:
+    """(16, 9): maps a flattened 4x4 transposed kernel to the closest flattened 3x3 resize kernel."""
+    impulse = torch.zeros(1, 1, 7, 7, dtype=torch.float64)
+    impulse[0, 0, 3, 3] = 1.0
+    resized = F.interpolate(impulse, scale_factor=2, mode="bilinear", align_corners=False)
+    resize_responses = torch.stack([F.conv2d(resized, _one_hot(tap, 3), padding=1).flatten() for tap in range(9)], dim=1)
+    transposed_responses = torch.stack(
+        [F.conv_transpose2d(impulse, _one_hot(tap, 4), stride=2, padding=1).flatten() for tap in range(16)], dim=1)
+    return torch.linalg.lstsq(resize_responses, transposed_responses).solution.T  # (16, 9)
+
+
+def _one_hot(tap: int, size: int) -> torch.Tensor:
+    kernel = torch.zeros(size * size, dtype=torch.float64)
+    kernel[tap] = 1.0
+    return kernel.view(1, 1, size, size)
+
+
+def resize_kernel(transposed_weight: torch.Tensor) -> torch.Tensor:
+    """ConvTranspose2d weight (in, out, 4, 4) -> Conv2d weight (out, in, 3, 3) for bilinear x2 + conv."""
+    channels_in, channels_out = transposed_weight.shape[:2]
+    flat = transposed_weight.detach().double().reshape(channels_in, channels_out, 16)
+    fitted = (flat @ _projection()).reshape(channels_in, channels_out, 3, 3)
+    return fitted.permute(1, 0, 2, 3).to(transposed_weight.dtype).contiguous()
+
+
+def resize_generator_from(transposed: UNetGenerator) -> UNetGenerator:
+    """A ``upsample="resize"`` copy of a ``"transposed"`` generator with output_scale 1: the
+    encoder, norms and biases as they are, every upsampling kernel fitted by :func:`resize_kernel`."""
+    if transposed.upsample != "transposed" or transposed.output_scale != 1:
+        raise ValueError("needs a generator with upsample='transposed' and output_scale=1")
+    widths = [block[0].out_channels for block in transposed.encoder]
+    resized = UNetGenerator(in_channels=transposed.in_channels, out_channels=transposed.to_image[0].out_channels,
+                            ngf=widths[0], num_downs=transposed.num_downs, canvas_size=transposed.canvas_size,
+                            dropout_levels=sum(isinstance(layer, torch.nn.Dropout) for block in transposed.decoder for layer in block),
+                            upsample="resize")
+    source = transposed.state_dict()
+    state = {}
+    for name, value in resized.state_dict().items():
+        # The resize blocks have an nn.Upsample in front, which shifts each layer's index by one.
+        parts = name.split(".")
+        if parts[0] in ("decoder", "to_image"):
+            index = 2 if parts[0] == "decoder" else 1
+            parts[index] = str(int(parts[index]) - 1)
+        original = source[".".join(parts)]
+        state[name] = resize_kernel(original) if original.dim() == 4 and original.shape[-1] == 4 and parts[0] != "encoder" else original
+    resized.load_state_dict(state)
+    return resized
