@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -114,5 +115,25 @@ def test_select_compares_candidates_on_cufs_train_without_reading_test(tmp_path,
     assert list(results) == [str(tmp_path / "a"), str(tmp_path / "b")]
     for result in results.values():
         assert result["gallery"] == 2 and 0.0 <= result["rank1"] <= 1.0 and 0.0 <= result["ssim"] <= 1.0
-    assert "| Candidate (on CUFS train) |" in finished.stdout
+        assert "kid_x1000" in result  # None here: two images are too few for the unbiased estimate
+    assert "| SSIM | KID x1000 |" in finished.stdout
+    assert not (out / "metrics.json").exists()
+
+
+def test_side_by_side_shows_the_same_inputs_through_each_model(tmp_path, tiny_data_root, capsys):  # noqa: F811
+    for name, ngf in (("a", 4), ("b", 8)):
+        UNetGenerator(ngf=ngf, num_downs=6).save_pretrained(tmp_path / name)
+    root = complete_tiny_root(tiny_data_root)
+    out, examples_only = tmp_path / "eval", tmp_path / "docs" / "side_by_side.png"
+    command = ["--side-by-side", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(out), "--data-root", str(root),
+               "--examples-grid", str(examples_only)]
+    finished = run_cli(main, command, capsys)
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    examples = len(list(Path("examples").glob("*.png")))
+    cell_h, gap = 160, 4
+    # Two inputs per row, each as input | model a | model b | photo (blank without one).
+    full = cv2.imread(str(out / "grid_side_by_side.png"))
+    rows = -(-(examples + 2 + 3) // 2)  # + a doodle and an edge map, + the three CUFS test pairs
+    assert full.shape[:2] == (rows * (cell_h + gap) + gap, 8 * (128 + gap) + gap)
+    assert cv2.imread(str(examples_only)).shape[0] == -(-examples // 2) * (cell_h + gap) + gap
     assert not (out / "metrics.json").exists()

@@ -65,3 +65,37 @@ def test_a_missing_checkpoint_is_refused_in_one_line(tmp_path, capsys):
     result = run_cli(main, ["--checkpoint", str(tmp_path / "gone.pt"), "--out", str(tmp_path / "out")], capsys)
     assert result.returncode == 2 and f"no checkpoint file at {tmp_path / 'gone.pt'}" in result.stderr
     assert "Traceback" not in result.stderr and not (tmp_path / "out").exists()
+
+
+def test_a_v2_fine_tune_of_a_transposed_stage_gets_a_card_that_names_its_loss_networks(tmp_path):
+    """The card of a v2 run started from a stage 4 style folder: its history, the refit, the machine,
+    the frozen loss networks with their licences, and KID when the metrics have it."""
+    parent = tmp_path / "shipped"
+    UNetGenerator(ngf=4, upsample="transposed").save_pretrained(parent)
+    old_config = {"ngf": 4, "ndf": 4, "num_downs": 6, "batch_size": 8, "lr": 2e-4, "lambda_l1": 100.0}  # pre-v2 keys only
+    (parent / STAGES_FILE).write_text(json.dumps([{"run": "runs/main", "steps": 10, "epochs": 1, "config": old_config,
+                                                   "init_from": None, "seconds": 600, "device": "cpu"}]))
+    run = tmp_path / "runs" / "v2"
+    run.mkdir(parents=True)
+    config = TrainConfig(ngf=4, ndf=4, output_scale=1, lr=1e-4)
+    torch.save({"generator": UNetGenerator(ngf=4, upsample="resize").state_dict(), "step": 7, "epoch": 0,
+                "config": dataclasses.asdict(config)}, run / "checkpoint.pt")
+    (run / "train_config.json").write_text(json.dumps({**dataclasses.asdict(config), "init_from": str(parent), "max_minutes": 120}))
+    (run / "summary.json").write_text(json.dumps({"seconds": 7200, "device": "cpu", "machine": "Some CPU, 2 cores"}))
+    metrics = tmp_path / "metrics.json"
+    kid_row = {"kid_x1000": 123.4}
+    cufs = {"ssim": 0.7, "psnr": 17.0, "mse": 1000.0, "identity": {"rank1": 0.6, "rank5": 0.8, "mean_distance": 0.4},
+            "raw_sketch_identity": {"rank1": 0.27}}
+    metrics.write_text(json.dumps({"cufs_test": cufs, "kid": {
+        name: kid_row for name in ("cufs_test", "reference_cufs_photos", "eval_sketches", "canada_doodles", "reference_canada_photos")}}))
+
+    card = (export(run / "checkpoint.pt", tmp_path / "out", metrics) / "README.md").read_text()
+    assert "Stage 1, from scratch: 10 steps of batch 8, 10 min on cpu" in card
+    assert ("Stage 2, fine-tuned from the stage before's exported generator, with a fresh discriminator and its "
+            "transposed kernels refitted for resize upsampling") in card
+    assert "7 steps of batch 8, 120 min on Some CPU, 2 cores" in card
+    assert f"--init-from {parent}" in card and "--output-scale 1" in card and "--lr 0.0001" in card
+    assert "darknet-tiny, an ImageNet classifier (MIT licence)" in card and "SFace (OpenCV model zoo, Apache-2.0)" in card
+    assert "London *smiling* photos" in card
+    assert "CUFS test outputs vs CUFS\ntrain photos 123" in card
+    assert json.loads((tmp_path / "out" / STAGES_FILE).read_text())[-1]["machine"] == "Some CPU, 2 cores"

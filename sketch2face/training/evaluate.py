@@ -3,6 +3,7 @@
     python -m sketch2face.training.evaluate                       # the bundled weights/
     python -m sketch2face.training.evaluate --model runs/main/generator --out outputs/eval
     python -m sketch2face.training.evaluate --select runs/a/generator runs/b/generator   # choose on CUFS *train*
+    python -m sketch2face.training.evaluate --side-by-side weights runs/v2/generator  # the same inputs through both
 
 Benchmark: CUFS test, all 100 pairs. Every generated face is mapped back to the sketch's frame
 by the pipeline, resized to the photo's 200x250 with area averaging, and compared in RGB:
@@ -175,23 +176,34 @@ def select(model_paths: list[str], out_dir: Path, root: Path | None = None) -> d
     """Compare candidate generators on CUFS *train* only, so that choosing one never looks at test.
 
     They were trained on these pairs, so the figures flatter every candidate alike; what counts is
-    the order. The identity gallery is the 88 train photos.
+    the order. The identity gallery is the 88 train photos, and KID judges the outputs against them.
     """
     root = root or data.default_data_root()
     embedder = FaceEmbedder()
+    judge, train_photos = None, None
+    try:
+        judge = kid.MobileNetJudge()
+    except (ImportError, FileNotFoundError, ValueError) as error:
+        print(f"warning: KID skipped: {error}", file=sys.stderr)
     results = {}
     for candidate in model_paths:
-        summary, _, _ = evaluate_cufs(Sketch2Face.from_pretrained(candidate), embedder, root, split="train")
-        results[candidate] = {"ssim": summary["ssim"], **summary["identity"]}
+        summary, pairs, fakes = evaluate_cufs(Sketch2Face.from_pretrained(candidate), embedder, root, split="train")
+        results[candidate] = {"ssim": summary["ssim"], **summary["identity"], "kid_x1000": None}
+        if judge is not None:
+            if train_photos is None:
+                train_photos = judge.features([pair.photo for pair in pairs])
+            results[candidate]["kid_x1000"] = _kid_row(train_photos, judge.features(fakes))["kid_x1000"]
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "selection.json").write_text(json.dumps(results, indent=2))
     return results
 
 
 def selection_table(results: dict[str, dict]) -> str:
-    lines = ["| Candidate (on CUFS train) | rank-1 | rank-5 | mean dist | SSIM |", "|---|---|---|---|---|"]
+    lines = ["| Candidate (on CUFS train) | rank-1 | rank-5 | mean dist | SSIM | KID x1000 |", "|---|---|---|---|---|---|"]
     for name, result in results.items():
-        lines.append(f"| {name} | {result['rank1']:.1%} | {result['rank5']:.1%} | {result['mean_distance']:.3f} | {result['ssim']:.3f} |")
+        kid_text = "n/a" if result.get("kid_x1000") is None else f"{result['kid_x1000']:.0f}"
+        lines.append(f"| {name} | {result['rank1']:.1%} | {result['rank5']:.1%} | {result['mean_distance']:.3f} "
+                     f"| {result['ssim']:.3f} | {kid_text} |")
     return "\n".join(lines) + "\n"
 
 
@@ -422,16 +434,56 @@ def examples_grid(model: Sketch2Face, examples_dir: Path, out_path: Path, column
     return out_path
 
 
+def side_by_side(model_paths: list[str], out_path: Path, root: Path | None = None, with_data: bool = True,
+                 per_row: int = 2) -> Path:
+    """One grid that shows the same inputs through each generator: the project's examples, then
+    (``with_data``) the eval doodles and edge maps and CUFS test sketches with their true photos.
+    Each cell group is the input, one output per model in the order given, then the photo if there
+    is one. Without the data, the grid holds only what the project made, so docs may keep it."""
+    models = [Sketch2Face.from_pretrained(path) for path in model_paths]
+    inputs: list[tuple[np.ndarray, np.ndarray | None]] = []
+    for path in sorted(Path("examples").glob("*.png")):
+        inputs.append((np.asarray(Image.open(path).convert("L")), None))
+    inputs += _data_inputs(root or data.default_data_root()) if with_data else []
+    blank = np.full((8, 8, 3), 255, np.uint8)
+    groups = []
+    for sketch, photo in inputs:
+        groups.append([sketch, *(np.asarray(model(sketch)) for model in models), blank if photo is None else photo])
+    rows = [sum(groups[index : index + per_row], []) for index in range(0, len(groups), per_row)]
+    save_rgb(out_path, grid(rows, cell=(128, 160)))
+    return out_path
+
+
+def _data_inputs(root: Path) -> list[tuple[np.ndarray, np.ndarray | None]]:
+    """The eval doodles and edge maps (no photo), then four CUFS test sketches with their photos."""
+    inputs = []
+    for folder, count in (("doodles", 5), ("edgemaps", 3)):
+        paths = sorted((root / "eval" / folder).glob("*.jpg"), key=lambda p: (len(p.stem), p.stem))[:count]
+        inputs += [(cv2.imread(str(path), cv2.IMREAD_GRAYSCALE), None) for path in paths]
+    test = root / "cufs" / "test"
+    for photo_path in sorted((test / "photos").glob("*.jpg"))[:4]:
+        inputs.append((cv2.imread(str(test / "sketches" / photo_path.name), cv2.IMREAD_GRAYSCALE), data.read_rgb(photo_path)))
+    return inputs
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=None, help="weights folder or Hub repo id (default: weights/)")
     parser.add_argument("--out", type=Path, default=Path("outputs/eval"), help="where metrics and grids go")
     parser.add_argument("--data-root", type=Path, default=None)
     parser.add_argument("--examples-grid", type=Path, default=None,
-                        help="also draw examples/*.png and their outputs into this PNG (for the README)")
+                        help="also draw examples/*.png and their outputs into this PNG (for the README); "
+                             "with --side-by-side, the examples through each model")
     parser.add_argument("--select", nargs="+", metavar="MODEL", default=None,
                         help="only compare these generators on CUFS train (for choosing one; test is not read)")
+    parser.add_argument("--side-by-side", nargs="+", metavar="MODEL", default=None,
+                        help="only draw OUT/grid_side_by_side.png: the same inputs through each of these generators")
     args = parser.parse_args(argv)
+    if args.side_by_side:
+        print(f"wrote {side_by_side(args.side_by_side, args.out / 'grid_side_by_side.png', args.data_root)}")
+        if args.examples_grid:  # the examples alone: nothing from the data folder, so docs can keep it
+            print(f"wrote {side_by_side(args.side_by_side, args.examples_grid, with_data=False)}")
+        return
     if args.select:
         print(selection_table(select(args.select, args.out, args.data_root)), end="")
         print(f"wrote {args.out}/selection.json")

@@ -86,7 +86,8 @@ def training_stages(checkpoint: Path) -> list[dict]:
         parent = provenance.get("init_from")
         stages.insert(0, {"run": run_dir.as_posix(), "steps": state["step"], "epochs": state["epoch"],
                           "config": state["config"], "init_from": parent, "max_minutes": provenance.get("max_minutes"),
-                          "seconds": summary.get("seconds"), "device": summary.get("device")})
+                          "seconds": summary.get("seconds"), "device": summary.get("device"),
+                          "machine": summary.get("machine")})
         current = Path(parent) if parent else None
     return stages
 
@@ -132,12 +133,14 @@ def describe_stages(stages: list[dict]) -> list[str]:
             continue
         number = numbers[stage["run"]] = len(numbers) + 1
         config = stage["config"]
-        took = f", {stage['seconds'] / 60:.0f} min on {stage['device']}" if stage.get("seconds") else ""
+        took = f", {stage['seconds'] / 60:.0f} min on {stage.get('machine') or stage['device']}" if stage.get("seconds") else ""
         parent = Path(stage["init_from"]).parent.as_posix() if stage["init_from"] else None
         if not stage["init_from"]:
             start = "from scratch"
         elif not stage["init_from"].endswith(".pt"):
             start = "fine-tuned from the stage before's exported generator, with a fresh discriminator"
+            if previous_upsample(stages, stage) == "transposed" and saved_config(config)["upsample"] == "resize":
+                start += " and its transposed kernels refitted for resize upsampling (training/upsampling.py)"
         elif parent in numbers and numbers[parent] != number - 1:
             start = f"fine-tuned from stage {numbers[parent]}"
         else:
@@ -150,6 +153,13 @@ def describe_stages(stages: list[dict]) -> list[str]:
             + f". `{train_command(stage)}`",
         ]
     return lines
+
+
+def previous_upsample(stages: list[dict], stage: dict) -> str | None:
+    """How the stage before ``stage`` upsampled (None for the first)."""
+    index = stages.index(stage)
+    earlier = [candidate for candidate in stages[:index] if "config" in candidate]
+    return saved_config(earlier[-1]["config"])["upsample"] if earlier else None
 
 
 def objective(config: dict) -> str:
@@ -195,8 +205,11 @@ def model_card(generator: UNetGenerator, train_state: dict, metrics: dict | None
         stage_lines=stage_lines,
         cufs=(metrics or {}).get("cufs_test"),
         canada=(metrics or {}).get("canada", {}),
+        kid=(metrics or {}).get("kid"),
+        fmt_kid=lambda row: "n/a" if not row or row.get("kid_x1000") is None else f"{row['kid_x1000']:.0f}",
         group_lines=group_limits(metrics),
         percent=lambda fraction: f"{fraction:.0%}",
+        v2_data=any(saved_config(stage.get("config", {})).get("upsample") == "resize" for stage in stages or [{"config": config}]),
         height=config["output_scale"] * 320,
         width=config["output_scale"] * 256,
     )

@@ -36,6 +36,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from . import data, objectives
+from .machine import machine_description
 from .config import GENERATOR_SHAPE, PRE_V2_DEFAULTS, TrainConfig, generator_from_config, saved_config
 from .upsampling import resize_generator_from
 from ..networks import MultiScalePatchDiscriminator, UNetGenerator, init_weights
@@ -324,6 +325,7 @@ def train(config: TrainConfig, out_dir: Path, data_root: Path | None = None, res
     summary = {"steps": trainer.step, "epochs": trainer.epoch, "records": len(records),
                "seconds": round(time.monotonic() - started, 1), "stopped_early": stopped_early,
                "final_losses": losses, "device": str(accelerator.device),
+               "machine": machine_description(accelerator.device.type),
                "init_from": str(init_from) if init_from else None}
     if accelerator.is_main_process:
         (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
