@@ -115,8 +115,8 @@ def test_select_compares_candidates_on_cufs_train_without_reading_test(tmp_path,
     assert list(results) == [str(tmp_path / "a"), str(tmp_path / "b")]
     for result in results.values():
         assert result["gallery"] == 2 and 0.0 <= result["rank1"] <= 1.0 and 0.0 <= result["ssim"] <= 1.0
-        assert "kid_x1000" in result  # None here: two images are too few for the unbiased estimate
-    assert "| SSIM | KID x1000 |" in finished.stdout
+        assert "kid_x1000" in result and "doodle_kid_x1000" in result  # None here: two images are too few for KID
+    assert "| SSIM | KID x1000 | doodle KID x1000 |" in finished.stdout
     assert not (out / "metrics.json").exists()
 
 

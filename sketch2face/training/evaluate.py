@@ -176,7 +176,8 @@ def select(model_paths: list[str], out_dir: Path, root: Path | None = None) -> d
     """Compare candidate generators on CUFS *train* only, so that choosing one never looks at test.
 
     They were trained on these pairs, so the figures flatter every candidate alike; what counts is
-    the order. The identity gallery is the 88 train photos, and KID judges the outputs against them.
+    the order. The identity gallery is the 88 train photos, and KID judges against them the outputs
+    for their artist sketches and for doodles drawn from them (:func:`train_doodles`).
     """
     root = root or data.default_data_root()
     embedder = FaceEmbedder()
@@ -185,25 +186,42 @@ def select(model_paths: list[str], out_dir: Path, root: Path | None = None) -> d
         judge = kid.MobileNetJudge()
     except (ImportError, FileNotFoundError, ValueError) as error:
         print(f"warning: KID skipped: {error}", file=sys.stderr)
+    doodles = train_doodles(root)
     results = {}
     for candidate in model_paths:
-        summary, pairs, fakes = evaluate_cufs(Sketch2Face.from_pretrained(candidate), embedder, root, split="train")
-        results[candidate] = {"ssim": summary["ssim"], **summary["identity"], "kid_x1000": None}
+        model = Sketch2Face.from_pretrained(candidate)
+        summary, pairs, fakes = evaluate_cufs(model, embedder, root, split="train")
+        results[candidate] = {"ssim": summary["ssim"], **summary["identity"], "kid_x1000": None, "doodle_kid_x1000": None}
         if judge is not None:
             if train_photos is None:
                 train_photos = judge.features([pair.photo for pair in pairs])
             results[candidate]["kid_x1000"] = _kid_row(train_photos, judge.features(fakes))["kid_x1000"]
+            doodle_fakes = judge.features([model.generate_canvas(preprocess.normalise(sketch).canvas) for sketch in doodles])
+            results[candidate]["doodle_kid_x1000"] = _kid_row(train_photos, doodle_fakes)["kid_x1000"]
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "selection.json").write_text(json.dumps(results, indent=2))
     return results
 
 
+def train_doodles(root: Path, seed: int = 0) -> list[np.ndarray]:
+    """Mouse doodles of the CUFS train photos (styles.doodle, on dlib's landmarks), one fixed draw
+    each: how a candidate treats what people draw, measured on training data only."""
+    records = data.load_cufs("train", root)
+    data.add_landmarks(records)
+    return [styles.make_sketch("doodle", record.photo, np.random.default_rng([seed, index]), record.landmarks)
+            for index, record in enumerate(records)]
+
+
 def selection_table(results: dict[str, dict]) -> str:
-    lines = ["| Candidate (on CUFS train) | rank-1 | rank-5 | mean dist | SSIM | KID x1000 |", "|---|---|---|---|---|---|"]
+    lines = ["| Candidate (on CUFS train) | rank-1 | rank-5 | mean dist | SSIM | KID x1000 | doodle KID x1000 |",
+             "|---|---|---|---|---|---|---|"]
+
+    def kid_text(value):
+        return "n/a" if value is None else f"{value:.0f}"
+
     for name, result in results.items():
-        kid_text = "n/a" if result.get("kid_x1000") is None else f"{result['kid_x1000']:.0f}"
         lines.append(f"| {name} | {result['rank1']:.1%} | {result['rank5']:.1%} | {result['mean_distance']:.3f} "
-                     f"| {result['ssim']:.3f} | {kid_text} |")
+                     f"| {result['ssim']:.3f} | {kid_text(result.get('kid_x1000'))} | {kid_text(result.get('doodle_kid_x1000'))} |")
     return "\n".join(lines) + "\n"
 
 
