@@ -51,7 +51,7 @@ from sketch2face.pipeline import load_generator  # noqa: E402
 from sketch2face.tensors import image_to_tensor, tensor_to_image  # noqa: E402
 
 from . import live_update, load_test  # noqa: E402
-from .machine import cpu_description  # noqa: E402
+from sketch2face.training.machine import cpu_description  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES_DIR = REPO_ROOT / "examples"

@@ -30,7 +30,7 @@ from sketch2face.fastpath import optimise_for_inference
 from sketch2face.networks import UNetGenerator, count_parameters
 
 from .bench import inference_runner, reference_unet256, time_interleaved
-from .machine import cpu_description
+from sketch2face.training.machine import cpu_description
 
 CANVAS = (320, 256)  # (height, width)
 REFERENCE = "reference unet_256 (3x256x256)"

@@ -35,7 +35,7 @@ from sketch2face.restore import FaceRestorer, network, weights  # network import
 from sketch2face.restore.alignment import crop_to_template
 from sketch2face.tensors import image_to_tensor, tensor_to_image
 
-from .machine import cpu_description
+from sketch2face.training.machine import cpu_description
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 

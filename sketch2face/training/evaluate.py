@@ -186,7 +186,7 @@ def select(model_paths: list[str], out_dir: Path, root: Path | None = None) -> d
         judge = kid.MobileNetJudge()
     except (ImportError, FileNotFoundError, ValueError) as error:
         print(f"warning: KID skipped: {error}", file=sys.stderr)
-    doodles = train_doodles(root)
+    doodles = train_doodles(root) if judge is not None else []  # only KID reads them
     results = {}
     for candidate in model_paths:
         model = Sketch2Face.from_pretrained(candidate)
@@ -452,23 +452,28 @@ def examples_grid(model: Sketch2Face, examples_dir: Path, out_path: Path, column
     return out_path
 
 
-def side_by_side(model_paths: list[str], out_path: Path, root: Path | None = None, with_data: bool = True,
-                 per_row: int = 2) -> Path:
+def side_by_side(model_paths: list[str], out_path: Path, root: Path | None = None,
+                 examples_out_path: Path | None = None, per_row: int = 2) -> Path:
     """One grid that shows the same inputs through each generator: the project's examples, then
-    (``with_data``) the eval doodles and edge maps and CUFS test sketches with their true photos.
-    Each cell group is the input, one output per model in the order given, then the photo if there
-    is one. Without the data, the grid holds only what the project made, so docs may keep it."""
+    the eval doodles and edge maps and CUFS test sketches with their true photos. Each cell group
+    is the input, one output per model in the order given, then the photo if there is one.
+    ``examples_out_path`` also gets the examples' rows alone: only what the project made, so docs
+    may keep it."""
     models = [Sketch2Face.from_pretrained(path) for path in model_paths]
-    inputs: list[tuple[np.ndarray, np.ndarray | None]] = []
-    for path in sorted(Path("examples").glob("*.png")):
-        inputs.append((np.asarray(Image.open(path).convert("L")), None))
-    inputs += _data_inputs(root or data.default_data_root()) if with_data else []
     blank = np.full((8, 8, 3), 255, np.uint8)
-    groups = []
-    for sketch, photo in inputs:
-        groups.append([sketch, *(np.asarray(model(sketch)) for model in models), blank if photo is None else photo])
-    rows = [sum(groups[index : index + per_row], []) for index in range(0, len(groups), per_row)]
-    save_rgb(out_path, grid(rows, cell=(128, 160)))
+
+    def groups(inputs: list[tuple[np.ndarray, np.ndarray | None]]) -> list[list[np.ndarray]]:
+        return [[sketch, *(np.asarray(model(sketch)) for model in models), blank if photo is None else photo]
+                for sketch, photo in inputs]
+
+    def save(cell_groups: list[list[np.ndarray]], path: Path) -> None:
+        rows = [sum(cell_groups[index : index + per_row], []) for index in range(0, len(cell_groups), per_row)]
+        save_rgb(path, grid(rows, cell=(128, 160)))
+
+    examples = groups([(np.asarray(Image.open(path).convert("L")), None) for path in sorted(Path("examples").glob("*.png"))])
+    if examples_out_path is not None:
+        save(examples, examples_out_path)
+    save(examples + groups(_data_inputs(root or data.default_data_root())), out_path)
     return out_path
 
 
@@ -498,9 +503,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="only draw OUT/grid_side_by_side.png: the same inputs through each of these generators")
     args = parser.parse_args(argv)
     if args.side_by_side:
-        print(f"wrote {side_by_side(args.side_by_side, args.out / 'grid_side_by_side.png', args.data_root)}")
-        if args.examples_grid:  # the examples alone: nothing from the data folder, so docs can keep it
-            print(f"wrote {side_by_side(args.side_by_side, args.examples_grid, with_data=False)}")
+        print(f"wrote {side_by_side(args.side_by_side, args.out / 'grid_side_by_side.png', args.data_root, args.examples_grid)}")
         return
     if args.select:
         print(selection_table(select(args.select, args.out, args.data_root)), end="")

@@ -50,20 +50,18 @@ def resize_generator_from(transposed: UNetGenerator) -> UNetGenerator:
     encoder, norms and biases as they are, every upsampling kernel fitted by :func:`resize_kernel`."""
     if transposed.upsample != "transposed" or transposed.output_scale != 1:
         raise ValueError("needs a generator with upsample='transposed' and output_scale=1")
-    widths = [block[0].out_channels for block in transposed.encoder]
-    resized = UNetGenerator(in_channels=transposed.in_channels, out_channels=transposed.to_image[0].out_channels,
-                            ngf=widths[0], num_downs=transposed.num_downs, canvas_size=transposed.canvas_size,
-                            dropout_levels=sum(isinstance(layer, torch.nn.Dropout) for block in transposed.decoder for layer in block),
-                            upsample="resize")
+    # The mixin keeps the constructor's arguments (what save_pretrained writes to config.json).
+    resized = UNetGenerator(**{**transposed._hub_mixin_config, "upsample": "resize"})
     source = transposed.state_dict()
     state = {}
-    for name, value in resized.state_dict().items():
-        # The resize blocks have an nn.Upsample in front, which shifts each layer's index by one.
+    for name in resized.state_dict():
         parts = name.split(".")
-        if parts[0] in ("decoder", "to_image"):
+        upsampling_block = parts[0] in ("decoder", "to_image")
+        if upsampling_block:  # an nn.Upsample leads each resize block, shifting its layers' indices by one
             index = 2 if parts[0] == "decoder" else 1
             parts[index] = str(int(parts[index]) - 1)
         original = source[".".join(parts)]
-        state[name] = resize_kernel(original) if original.dim() == 4 and original.shape[-1] == 4 and parts[0] != "encoder" else original
+        is_upsampling_kernel = upsampling_block and original.dim() == 4  # the rest there is norms and biases
+        state[name] = resize_kernel(original) if is_upsampling_kernel else original
     resized.load_state_dict(state)
     return resized
