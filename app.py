@@ -72,9 +72,9 @@ Front-facing faces with a head outline, eyes, nose and mouth work best.
 
 DRAW_PROMPT = "Draw a face on the canvas (black pen; the toolbar has pen sizes and an eraser): the face appears here as you draw."
 UPLOAD_PROMPT = "Upload a photo or scan of a face sketch, or click an example below: its face appears here."
-LIVE_NOTE = "Live preview, without GFPGAN. For a sharper face at twice the size, tick **Restore face with GFPGAN** and press **Generate**."
-PLAIN_NOTE = "Generated without GFPGAN. Tick **Restore face with GFPGAN** and press **Generate** for a sharper face at twice the size."
-RESTORED_NOTE = "Restored with GFPGAN (twice the size)."
+LIVE_NOTE = "Live preview, without GFPGAN. For sharper eyes, skin and hair, tick **Restore face with GFPGAN** and press **Generate**."
+PLAIN_NOTE = "Generated without GFPGAN. Tick **Restore face with GFPGAN** and press **Generate** for sharper eyes, skin and hair."
+RESTORED_NOTE = "Restored with GFPGAN."
 FAILURE_MESSAGE = "Something went wrong while generating the face. Please try again."
 
 
@@ -289,7 +289,7 @@ def make_api_functions(handlers: Handlers) -> tuple[Callable, Callable]:
 
         Args:
             sketch: The sketch image (PNG, JPEG, WebP, GIF or BMP; at most 10 MB and 40 megapixels). A front-facing face with head outline, eyes, nose and mouth works best.
-            enhance: Restore the face with GFPGAN v1.4: sharper, twice the size, a few seconds slower. If it can't run (e.g. offline without the weights), the unrestored face is returned and status says why.
+            enhance: Restore the face with GFPGAN v1.4: sharper eyes, skin and hair, a few seconds slower. If it can't run (e.g. offline without the weights), the unrestored face is returned and status says why.
 
         Returns:
             face: the generated face (PNG)
@@ -304,7 +304,7 @@ def make_api_functions(handlers: Handlers) -> tuple[Callable, Callable]:
 
         Args:
             drawing: The canvas value {"background": image or None, "layers": [images], "composite": image}: the composite (or else the background with the layers on top) is the drawing; transparent pixels count as white paper.
-            enhance: Restore the face with GFPGAN v1.4: sharper, twice the size, a few seconds slower. If it can't run (e.g. offline without the weights), the unrestored face is returned and status says why.
+            enhance: Restore the face with GFPGAN v1.4: sharper eyes, skin and hair, a few seconds slower. If it can't run (e.g. offline without the weights), the unrestored face is returned and status says why.
 
         Returns:
             face: the generated face (PNG)
@@ -441,7 +441,7 @@ def build_demo(pipeline) -> gr.Blocks:
                         upload_status = gr.Markdown(UPLOAD_PROMPT, elem_id="upload-status")
         enhance = gr.Checkbox(
             label="Restore face with GFPGAN",
-            info="Sharper, twice the size, a few seconds per face: applied when you press Generate (the live preview skips it). The first use downloads the model.",
+            info="Sharper eyes, skin and hair, a few seconds per face: applied when you press Generate (the live preview skips it). The first use downloads the model.",
             value=False,
             elem_id="enhance",
         )

@@ -4,6 +4,7 @@
     sketch2face train ...      sketch2face.training.train (needs the [train] extra)
     sketch2face evaluate ...   sketch2face.training.evaluate
     sketch2face export ...     sketch2face.training.export
+    sketch2face train-upscaler / evaluate-upscaler ...   the x2 upscaler's training and evaluation
     sketch2face bench ...      the benchmark in a clone's benchmarks/ folder
 
 ``generate`` writes DIR/<stem>.png for every input. The model is loaded once. An input that fails
@@ -27,6 +28,8 @@ DELEGATED = {
     "train": ("sketch2face.training.train", "train the pix2pix generator (the [train] extra)"),
     "evaluate": ("sketch2face.training.evaluate", "metrics and grids on the held-out data"),
     "export": ("sketch2face.training.export", "a checkpoint -> weights folder with its model card"),
+    "train-upscaler": ("sketch2face.training.train_upscaler", "train the x2 face upscaler on photos"),
+    "evaluate-upscaler": ("sketch2face.training.evaluate_upscaler", "the upscaler against plain resizing"),
     "bench": ("benchmarks.bench", "the benchmark (from a clone: benchmarks/ is not installed)"),
 }
 

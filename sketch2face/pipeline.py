@@ -1,7 +1,8 @@
-"""The inference pipeline: sketch -> normalise -> generate -> (restore) -> image.
+"""The inference pipeline: sketch -> normalise -> generate -> upscale x2 -> (restore) -> image.
 
     from sketch2face import Sketch2Face
     model = Sketch2Face.from_pretrained()              # the checkout's weights/, else the Hub model
+                                                        # (upscale=False: skip its x2 upscaler)
     face = model("drawing.png")                         # PIL.Image, RGB
     result = model.generate(drawing, enhance=True)      # image + notes + result.restoration
     result.restoration.applied, result.restoration.reason  # did GFPGAN run, and if not, why
@@ -27,7 +28,7 @@ from PIL import Image
 
 from . import preprocess
 from .errors import GFPGAN_PATH_ENV, ModelLoadError, Sketch2FaceError
-from .networks import UNetGenerator
+from .networks import FaceUpscaler, UNetGenerator
 from .tensors import image_to_tensor, tensor_to_image
 
 logger = logging.getLogger(__name__)
@@ -38,6 +39,7 @@ DEFAULT_WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 # Placeholder: this repo id is not published yet (see the README); set SKETCH2FACE_MODEL to yours.
 DEFAULT_HUB_MODEL = "sketch2face/sketch2face-pix2pix"
 MODEL_ENV = "SKETCH2FACE_MODEL"
+UPSCALER_SUBFOLDER = "upscaler"  # the x2 upscaler's config.json + model.safetensors, beside the generator's
 HUB_ETAG_TIMEOUT_S = 5  # fail fast rather than hang a Space's start-up on an unreachable Hub
 
 
@@ -71,50 +73,82 @@ def _looks_like_repo_id(name: str) -> bool:
     return len(parts) == 2 and all(parts) and not name.startswith((".", "/", "~"))
 
 
-def load_generator(model: str | os.PathLike | None = None, device: str = "cpu") -> UNetGenerator:
-    """Load from a local folder (config.json + model.safetensors) or a Hub repo id.
+def resolve_model(model: str | os.PathLike | None = None) -> Path | str:
+    """Where the weights come from: a local folder (Path) or a Hub repo id (str).
 
     ``model`` defaults to $SKETCH2FACE_MODEL, then the checkout's ``weights/`` folder when the
-    package runs from one, then DEFAULT_HUB_MODEL.
+    package runs from one, then DEFAULT_HUB_MODEL. Raises ModelLoadError for anything else.
+    """
+    name = model or os.environ.get(MODEL_ENV)
+    if not name:
+        return DEFAULT_WEIGHTS_DIR if (DEFAULT_WEIGHTS_DIR / "model.safetensors").is_file() else DEFAULT_HUB_MODEL
+    path = Path(str(name)).expanduser()
+    if path.is_dir():
+        return path
+    if _looks_like_repo_id(str(name)):
+        return str(name)
+    raise ModelLoadError(f"Model {str(name)!r} is neither a folder nor a Hugging Face repo id (user/name).")
+
+
+def load_generator(model: str | os.PathLike | None = None, device: str = "cpu") -> UNetGenerator:
+    """Load from a local folder (config.json + model.safetensors) or a Hub repo id (see resolve_model).
+
     Raises ModelLoadError with a one-line reason (offline, missing, not safetensors, ...).
     """
-    if not (model or os.environ.get(MODEL_ENV)) and not (DEFAULT_WEIGHTS_DIR / "model.safetensors").is_file():
-        hint = f"There is no {DEFAULT_WEIGHTS_DIR} either: pass a weights folder or a Hub repo id, or set {MODEL_ENV}."
-        return _load_from_hub(DEFAULT_HUB_MODEL, hint).to(device).eval()
-    name = str(model or os.environ.get(MODEL_ENV) or DEFAULT_WEIGHTS_DIR)
-    path = Path(name).expanduser()
-    if path.is_dir():
-        if not (path / "model.safetensors").is_file():
-            raise ModelLoadError(f"{path} has no model.safetensors (only safetensors weights are loaded).")
-        try:
-            # huggingface_hub prints a progress line to stdout; keep stdout for our results.
-            with contextlib.redirect_stdout(sys.stderr):
-                generator = UNetGenerator.from_pretrained(path, strict=True)  # no half-random layers
-        except Exception as error:  # corrupt file, wrong config, ...
-            raise ModelLoadError(f"Could not load the generator from {path}: {error}") from None
-    elif _looks_like_repo_id(name):
-        generator = _load_from_hub(name)
+    source = resolve_model(model)
+    if isinstance(source, str):
+        hint = (f"There is no {DEFAULT_WEIGHTS_DIR} either: pass a weights folder or a Hub repo id, or set {MODEL_ENV}."
+                if source == DEFAULT_HUB_MODEL and not (model or os.environ.get(MODEL_ENV)) else None)
+        return _load_from_hub(UNetGenerator, source, "", hint).to(device).eval()
+    return _load_from_folder(UNetGenerator, source, "the generator").to(device).eval()
+
+
+def load_upscaler(model: str | os.PathLike | None = None, device: str = "cpu") -> FaceUpscaler | None:
+    """The x2 upscaler kept beside the generator (its ``upscaler/`` subfolder), or None when the
+    weights have none. Raises ModelLoadError when it is there but can't be loaded."""
+    source = resolve_model(model)
+    if isinstance(source, str):
+        upscaler = _load_from_hub(FaceUpscaler, source, UPSCALER_SUBFOLDER, optional=True)
+    elif (source / UPSCALER_SUBFOLDER).is_dir():
+        upscaler = _load_from_folder(FaceUpscaler, source / UPSCALER_SUBFOLDER, "the upscaler")
     else:
-        raise ModelLoadError(f"Model {name!r} is neither a folder nor a Hugging Face repo id (user/name).")
-    return generator.to(device).eval()
+        upscaler = None
+    return upscaler.to(device).eval() if upscaler is not None else None
 
 
-def _load_from_hub(repo_id: str, hint: str = f"Unset {MODEL_ENV} to use the bundled weights/.") -> UNetGenerator:
-    from huggingface_hub import hf_hub_download, is_offline_mode
-    from huggingface_hub.errors import LocalEntryNotFoundError
-
+def _load_from_folder(network_class, path: Path, what: str):
+    if not (path / "model.safetensors").is_file():
+        raise ModelLoadError(f"{path} has no model.safetensors (only safetensors weights are loaded).")
     try:
-        # Exactly config.json + model.safetensors: the mixin alone would fall back to a pickle.
-        hf_hub_download(repo_id, "config.json", etag_timeout=HUB_ETAG_TIMEOUT_S)
-        snapshot = Path(hf_hub_download(repo_id, "model.safetensors", etag_timeout=HUB_ETAG_TIMEOUT_S)).parent
+        # huggingface_hub prints a progress line to stdout; keep stdout for our results.
         with contextlib.redirect_stdout(sys.stderr):
-            return UNetGenerator.from_pretrained(snapshot, strict=True)
-    except LocalEntryNotFoundError:
+            return network_class.from_pretrained(path, strict=True)  # no half-random layers
+    except Exception as error:  # corrupt file, wrong config, ...
+        raise ModelLoadError(f"Could not load {what} from {path}: {error}") from None
+
+
+def _load_from_hub(network_class, repo_id: str, subfolder: str = "", hint: str | None = None, optional: bool = False):
+    """Exactly config.json + model.safetensors from the repo (or its subfolder): the mixin alone
+    would fall back to a pickle. ``optional``: None when the repo has no such files."""
+    from huggingface_hub import hf_hub_download, is_offline_mode
+    from huggingface_hub.errors import LocalEntryNotFoundError, RemoteEntryNotFoundError
+
+    hint = hint or f"Unset {MODEL_ENV} to use the bundled weights/."
+    try:
+        hf_hub_download(repo_id, "config.json", subfolder=subfolder or None, etag_timeout=HUB_ETAG_TIMEOUT_S)
+        weights = hf_hub_download(repo_id, "model.safetensors", subfolder=subfolder or None, etag_timeout=HUB_ETAG_TIMEOUT_S)
+        with contextlib.redirect_stdout(sys.stderr):
+            return network_class.from_pretrained(Path(weights).parent, strict=True)
+    except LocalEntryNotFoundError:  # (a subclass of EntryNotFoundError: caught first)
         reason = "HF_HUB_OFFLINE is set and it is not in the local cache" if is_offline_mode() else "the Hub is unreachable (offline?) and it is not in the local cache"
+    except RemoteEntryNotFoundError:
+        if optional:
+            return None
+        reason = f"the repo has no {subfolder + '/' if subfolder else ''}config.json + model.safetensors"
     except Exception as error:  # repo not found, gated, network errors of every kind
         reason = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else 'no details'}"
     raise ModelLoadError(
-        f"Could not load model '{repo_id}' from the Hugging Face Hub: {reason}. {hint}"
+        f"Could not load model '{repo_id}{'/' + subfolder if subfolder else ''}' from the Hugging Face Hub: {reason}. {hint}"
     )
 
 
@@ -127,30 +161,41 @@ def skip_reason(error: Exception) -> str:
 
 
 class Sketch2Face:
-    """Sketch-to-face generator with optional GFPGAN restoration."""
+    """Sketch-to-face generator, x2 upscaler (when the weights have one) and optional GFPGAN restoration."""
 
-    def __init__(self, generator: UNetGenerator, device: str = "cpu", restorer: Any | None = None):
+    def __init__(self, generator: UNetGenerator, device: str = "cpu", restorer: Any | None = None,
+                 upscaler: FaceUpscaler | None = None):
         from .fastpath import optimise_for_inference
 
         self.generator = generator.to(device).eval()
         # BatchNorm folded into the convolutions, channels-last: same outputs, ~0.78x the time.
         self._serving_generator = optimise_for_inference(self.generator)
+        # A full-size generator already paints at 2x; only a canvas-size one needs the upscaler.
+        full_size = getattr(generator, "output_scale", 1) > 1
+        self.upscaler = upscaler.to(device).eval() if upscaler is not None and not full_size else None
+        self._serving_upscaler = optimise_for_inference(self.upscaler) if self.upscaler is not None else None
         self.device = torch.device(device)
         self._restorer = restorer
         self._restorer_lock = threading.Lock()
 
     @classmethod
-    def from_pretrained(cls, model: str | os.PathLike | None = None, device: str = "cpu", restorer: Any | None = None) -> "Sketch2Face":
-        return cls(load_generator(model, device), device=device, restorer=restorer)
+    def from_pretrained(cls, model: str | os.PathLike | None = None, device: str = "cpu", restorer: Any | None = None,
+                        upscale: bool = True) -> "Sketch2Face":
+        """``upscale=False``: skip the weights' upscaler, faces come back at the canvas's resolution."""
+        generator = load_generator(model, device)
+        upscaler = load_upscaler(model, device) if upscale and generator.output_scale == 1 else None
+        return cls(generator, device=device, restorer=restorer, upscaler=upscaler)
 
     # -- public API ----------------------------------------------------------------
     def __call__(self, image: Any, enhance: bool = False) -> Image.Image:
         return self.generate(image, enhance=enhance).image
 
-    def generate(self, image: Any, enhance: bool = False) -> GenerationResult:
-        """Raises InputError (one-line, user-facing) for anything that is not a usable sketch."""
+    def generate(self, image: Any, enhance: bool = False, upscale: bool = True) -> GenerationResult:
+        """Raises InputError (one-line, user-facing) for anything that is not a usable sketch.
+        ``upscale=False`` skips the upscaler for this call (a quicker preview at the canvas's resolution)."""
         sketch = preprocess.normalise(image)
         face = self.generate_canvas(sketch.canvas)
+        upscaled = self.upscale(face) if upscale else None
         notes = []
         if sketch.inverted:
             notes.append("Light lines on a dark background were detected and inverted.")
@@ -159,15 +204,18 @@ class Sketch2Face:
         restoration = Restoration()
         if enhance:
             try:
-                face = self.restorer.restore(face)
+                face = self.restorer.restore(face, upscaled=upscaled)
                 restoration = Restoration(requested=True, applied=True)
             except Sketch2FaceError as error:
                 restoration = Restoration(requested=True, applied=False, reason=skip_reason(error))
                 logger.warning("GFPGAN restoration skipped: %s", restoration.reason)
                 notes.append(f"Face restoration skipped: {restoration.reason} Returned the unrestored face.")
-        # A full-size generator (output_scale 2) gives the drawing back at least at its own size.
-        full_size = getattr(self.generator, "output_scale", 1) > 1
-        size = preprocess.output_size(sketch, face.shape[1] / preprocess.CANVAS_SIZE[0], at_least_input=full_size)
+        if not restoration.applied and upscaled is not None:
+            face = upscaled
+        # A face at 2x the canvas (upscaled, restored or from a full-size generator) has the
+        # detail to give the drawing back at least at its own size: 512x640 for the Sketchpad.
+        canvas_scale = face.shape[1] / preprocess.CANVAS_SIZE[0]
+        size = preprocess.output_size(sketch, canvas_scale, at_least_input=canvas_scale >= 2)
         output = preprocess.uncanvas(face, sketch, size)
         sketch_image = Image.fromarray((sketch.canvas * 255).round().astype(np.uint8), mode="L")
         return GenerationResult(Image.fromarray(output, mode="RGB"), sketch_image, restoration, notes)
@@ -176,6 +224,13 @@ class Sketch2Face:
         """Canvas sketch (float32 H x W, 1 = paper) -> canvas face (uint8 H x W x 3)."""
         with torch.inference_mode():
             return tensor_to_image(self._serving_generator(image_to_tensor(canvas)[None].to(self.device)))
+
+    def upscale(self, face: np.ndarray) -> np.ndarray | None:
+        """Canvas face (uint8 H x W x 3) -> the same at 2H x 2W; None without an upscaler."""
+        if self._serving_upscaler is None:
+            return None
+        with torch.inference_mode():
+            return tensor_to_image(self._serving_upscaler(image_to_tensor(face)[None].to(self.device)))
 
     @property
     def restorer(self):

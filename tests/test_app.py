@@ -85,7 +85,8 @@ def test_generate_endpoint_returns_a_face_at_the_input_aspect(app_client, served
     face.load()
     assert face.format == "PNG"
     assert face.mode == "RGB"
-    assert face.size == preprocess.output_size(preprocess.normalise(str(EXAMPLE)))
+    upscaled = served_pipeline.upscaler is not None  # then the face comes back at 2x the canvas, at least the drawing's size
+    assert face.size == preprocess.output_size(preprocess.normalise(str(EXAMPLE)), 2.0 if upscaled else 1.0, at_least_input=upscaled)
     with Image.open(EXAMPLE) as sketch:
         assert face.size[0] / face.size[1] == pytest.approx(sketch.size[0] / sketch.size[1], abs=0.01)
     assert_looks_like_a_face_photo(face)
@@ -117,8 +118,8 @@ def test_sketchpad_dict_gives_the_same_face_as_the_flattened_image_in_the_pipeli
     assert np.abs(from_drawing - from_flat).max() <= 2
 
 
-def test_enhance_never_fails_the_request_and_the_status_says_whether_gfpgan_ran(app_client):
-    """GFPGAN restores (2x) when its weights are there; offline without them the request still
+def test_enhance_never_fails_the_request_and_the_status_says_whether_gfpgan_ran(app_client, served_pipeline):
+    """GFPGAN restores (2x, like the upscaler) when its weights are there; offline without them the request still
     returns the unrestored face, and the status says why and names the fix."""
     plain_path, plain_status = app_client.predict(handle_file(str(EXAMPLE)), False, api_name="/generate")
     enhanced_path, status = app_client.predict(handle_file(str(EXAMPLE)), True, api_name="/generate")
@@ -130,7 +131,10 @@ def test_enhance_never_fails_the_request_and_the_status_says_whether_gfpgan_ran(
     if restoration["applied"]:
         assert restoration["reason"] is None
         assert enhanced.size[0] / enhanced.size[1] == pytest.approx(plain.size[0] / plain.size[1], abs=0.01)
-        assert enhanced.size[0] > plain.size[0]
+        if served_pipeline.upscaler is None:
+            assert enhanced.size[0] > plain.size[0]
+        else:
+            assert enhanced.size == plain.size
     else:
         assert "SKETCH2FACE_GFPGAN_PATH" in restoration["reason"]
         assert enhanced.size == plain.size
@@ -380,7 +384,7 @@ def test_a_colour_photo_is_sketched_first_and_the_caller_is_told(app_client, ser
 
 
 class UnavailableRestorer:
-    def restore(self, face):
+    def restore(self, face, upscaled=None):
         from sketch2face.restore import RestorationUnavailable
 
         raise RestorationUnavailable("The GFPGAN weights are not in /cache and offline mode is on.")

@@ -79,13 +79,14 @@ def test_help_lists_every_command_without_loading_torch():
     probe = "import sys; from sketch2face.__main__ import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass\nprint('torch' in sys.modules)"
     finished = subprocess.run([sys.executable, "-c", probe], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
     assert finished.returncode == 0, finished.stderr
-    for command in ("generate", "train", "evaluate", "export", "bench"):
+    for command in ("generate", "train", "evaluate", "export", "bench", "train-upscaler", "evaluate-upscaler"):
         assert command in finished.stdout
     assert finished.stdout.splitlines()[-1] == "False"
 
 
 @pytest.mark.parametrize(("command", "option"), [("train", "--init-from"), ("evaluate", "--select"), ("export", "--checkpoint"),
-                                                 ("bench", "--skip-app")])
+                                                 ("bench", "--skip-app"), ("train-upscaler", "--resume"),
+                                                 ("evaluate-upscaler", "--examples-grid")])
 def test_other_commands_hand_their_arguments_to_their_module(command, option, capsys):
     with pytest.raises(SystemExit) as exit:
         main([command, "--help"])

@@ -99,3 +99,26 @@ def test_a_v2_fine_tune_of_a_transposed_stage_gets_a_card_that_names_its_loss_ne
     assert "London *smiling* photos" in card
     assert "CUFS test outputs vs CUFS\ntrain photos 123" in card
     assert json.loads((tmp_path / "out" / STAGES_FILE).read_text())[-1]["machine"] == "Some CPU, 2 cores"
+
+
+def test_an_exported_folders_card_is_rendered_again_from_the_folder_alone(tmp_path, capsys):
+    folder = tmp_path / "weights"
+    UNetGenerator(ngf=4).save_pretrained(folder)
+    stage = {"run": "runs/main", "steps": 10, "epochs": 1, "config": {"ngf": 4, "ndf": 4, "num_downs": 6, "batch_size": 8},
+             "init_from": None, "seconds": 600, "device": "cpu"}
+    (folder / STAGES_FILE).write_text(json.dumps([stage]))
+    metrics = tmp_path / "metrics.json"
+    cufs = {"ssim": 0.66, "psnr": 16.7, "mse": 1660.0, "identity": {"rank1": 0.48, "rank5": 0.73, "mean_distance": 0.4},
+            "raw_sketch_identity": {"rank1": 0.3}}
+    metrics.write_text(json.dumps({"cufs_test": cufs}))
+    (folder / "upscaler").mkdir()
+
+    assert run_cli(main, ["--refresh-card", str(folder), "--metrics", str(metrics)], capsys).returncode == 0
+    card = (folder / "README.md").read_text()
+    assert "| 0.660 | 16.70 | 1660.0 | 48% | 73% |" in card
+    assert "Stage 1, from scratch: 10 steps of batch 8" in card
+    assert "`upscaler/`: a separate x2 super-resolution network" in card and "512x640 after the upscaler" in card
+
+    (folder / STAGES_FILE).unlink()
+    result = run_cli(main, ["--refresh-card", str(folder)], capsys)
+    assert result.returncode == 2 and "has no training_stages.json" in result.stderr and "Traceback" not in result.stderr

@@ -19,7 +19,7 @@ from .drawings import drawing
 class DoublingRestorer:
     """Stands in for GFPGAN: the canvas face at twice the size (what the real one returns)."""
 
-    def restore(self, face: np.ndarray) -> np.ndarray:
+    def restore(self, face: np.ndarray, upscaled: np.ndarray | None = None) -> np.ndarray:
         return np.repeat(np.repeat(face, 2, axis=0), 2, axis=1)
 
 
@@ -27,7 +27,7 @@ class UnavailableRestorer:
     def __init__(self, reason: str):
         self.reason = reason
 
-    def restore(self, face: np.ndarray) -> np.ndarray:
+    def restore(self, face: np.ndarray, upscaled: np.ndarray | None = None) -> np.ndarray:
         raise RestorationUnavailable(self.reason)
 
 

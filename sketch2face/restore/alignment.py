@@ -109,14 +109,18 @@ def crop_to_template(face: np.ndarray, matrix: np.ndarray | None = None) -> np.n
     return cv2.warpAffine(face, matrix, (FACE_SIZE, FACE_SIZE), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
 
 
-def paste_back(face: np.ndarray, restored: np.ndarray, matrix: np.ndarray | None = None) -> np.ndarray:
-    """Upscale the face UPSCALE x (Lanczos) and blend the restored template face over it;
-    ``matrix`` is the face -> template affine the crop was made with."""
+def paste_back(face: np.ndarray, restored: np.ndarray, matrix: np.ndarray | None = None,
+               upscaled: np.ndarray | None = None) -> np.ndarray:
+    """Upscale the face UPSCALE x and blend the restored template face over it; ``matrix`` is the
+    face -> template affine the crop was made with. ``upscaled``: the face already at UPSCALE x
+    (the upscaler's), used instead of a Lanczos resize around the restored face."""
     if matrix is None:
         matrix = face_to_template(*face.shape[:2])
     height, width = face.shape[0] * UPSCALE, face.shape[1] * UPSCALE
     output_to_template = _output_to_template(matrix)
-    background = cv2.resize(face, (width, height), interpolation=cv2.INTER_LANCZOS4)
+    if upscaled is not None and upscaled.shape != (height, width, 3):
+        raise ValueError(f"the upscaled face must be {UPSCALE}x the face, {(height, width, 3)}, not {upscaled.shape}")
+    background = upscaled if upscaled is not None else cv2.resize(face, (width, height), interpolation=cv2.INTER_LANCZOS4)
     restored_in_frame = cv2.warpAffine(
         restored, output_to_template, (width, height), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE
     )

@@ -123,15 +123,16 @@ class FaceRestorer:
                     return matrix, "landmarks"
         return face_to_template(*face.shape[:2]), "fixed"
 
-    def restore(self, face: np.ndarray) -> np.ndarray:
-        """uint8 RGB (H, W, 3) in the canvas framing -> uint8 RGB (2H, 2W, 3), face restored."""
+    def restore(self, face: np.ndarray, upscaled: np.ndarray | None = None) -> np.ndarray:
+        """uint8 RGB (H, W, 3) in the canvas framing -> uint8 RGB (2H, 2W, 3), face restored.
+        ``upscaled``: the same face at (2H, 2W) (the upscaler's), kept around the restored face."""
         face = self._check_face(face)
         self.load()
         matrix, _ = self.align(face)
         crop = crop_to_template(face, matrix)
         with torch.inference_mode():
             restored = tensor_to_image(self._forward(image_to_tensor(crop)[None].to(self.device)))
-        return paste_back(face, restored, matrix)
+        return paste_back(face, restored, matrix, upscaled)
 
     @staticmethod
     def _check_face(face: Any) -> np.ndarray:

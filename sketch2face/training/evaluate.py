@@ -5,6 +5,10 @@
     python -m sketch2face.training.evaluate --select runs/a/generator runs/b/generator   # choose on CUFS *train*
     python -m sketch2face.training.evaluate --side-by-side weights runs/v2/generator  # the same inputs through both
 
+These figures judge the generator alone, at the canvas size: the x2 upscaler, if the weights have
+one, is skipped here and judged by ``evaluate_upscaler``. The grids (``--examples-grid``,
+``--side-by-side``) show what the app returns, upscaler included.
+
 Benchmark: CUFS test, all 100 pairs. Every generated face is mapped back to the sketch's frame
 by the pipeline, resized to the photo's 200x250 with area averaging, and compared in RGB:
 
@@ -189,7 +193,7 @@ def select(model_paths: list[str], out_dir: Path, root: Path | None = None) -> d
     doodles = train_doodles(root) if judge is not None else []  # only KID reads them
     results = {}
     for candidate in model_paths:
-        model = Sketch2Face.from_pretrained(candidate)
+        model = Sketch2Face.from_pretrained(candidate, upscale=False)
         summary, pairs, fakes = evaluate_cufs(model, embedder, root, split="train")
         results[candidate] = {"ssim": summary["ssim"], **summary["identity"], "kid_x1000": None, "doodle_kid_x1000": None}
         if judge is not None:
@@ -400,7 +404,7 @@ def kid_table(result: dict | None) -> list[str]:
 def run(model_path: str | None, out_dir: Path, root: Path | None = None) -> dict:
     root = root or data.default_data_root()
     started = time.monotonic()
-    model = Sketch2Face.from_pretrained(model_path)
+    model = Sketch2Face.from_pretrained(model_path, upscale=False)  # the generator alone: evaluate_upscaler judges the rest
     embedder = FaceEmbedder()
     cufs, cufs_pairs, cufs_fakes = evaluate_cufs(model, embedder, root)
     canada, canada_samples = evaluate_canada(model, embedder, root)

@@ -10,6 +10,9 @@ average, a "model soup":
 
     python -m sketch2face.training.export --checkpoint runs/stage4/checkpoint.pt runs/stage5/checkpoint.pt --out weights
 
+An exported folder's card can be rendered again (after new metrics, or a template change) from
+the folder alone: ``--refresh-card weights --metrics docs/metrics.json``.
+
 Publishing is one more step, with a write token (not possible on the offline build machines):
 
     python -c "from sketch2face.networks import UNetGenerator; \
@@ -185,7 +188,8 @@ def group_limits(metrics: dict | None) -> list[str]:
             f"  {parts[-1]}."]
 
 
-def model_card(generator: UNetGenerator, train_state: dict, metrics: dict | None, stages: list[dict] | None = None) -> str:
+def model_card(generator: UNetGenerator, train_state: dict, metrics: dict | None, stages: list[dict] | None = None,
+               upscaler: bool = False) -> str:
     """The model card (weights/README.md), rendered from the model_card.md template beside this file."""
     from huggingface_hub import ModelCard, ModelCardData
 
@@ -209,11 +213,12 @@ def model_card(generator: UNetGenerator, train_state: dict, metrics: dict | None
         fmt_kid=lambda row: "n/a" if not row or row.get("kid_x1000") is None else f"{row['kid_x1000']:.0f}",
         group_lines=group_limits(metrics),
         percent=lambda fraction: f"{fraction:.0%}",
+        upscaler=upscaler,
         v2_data=any(saved_config(stage.get("config", {})).get("upsample") == "resize" for stage in stages or [{"config": config}]),
         height=config["output_scale"] * 320,
         width=config["output_scale"] * 256,
     )
-    return str(card)
+    return str(card).rstrip("\n") + "\n"
 
 
 def export(checkpoint: Path | list[Path], out_dir: Path, metrics_path: Path | None = None) -> Path:
@@ -231,8 +236,22 @@ def export(checkpoint: Path | list[Path], out_dir: Path, metrics_path: Path | No
     metrics = json.loads(metrics_path.read_text()) if metrics_path else None
     generator.save_pretrained(out_dir)
     (out_dir / STAGES_FILE).write_text(json.dumps(stages, indent=2) + "\n")
-    (out_dir / "README.md").write_text(model_card(generator, state, metrics, stages))
+    (out_dir / "README.md").write_text(model_card(generator, state, metrics, stages, upscaler=(out_dir / "upscaler").is_dir()))
     return out_dir
+
+
+def refresh_card(folder: Path, metrics_path: Path | None = None) -> Path:
+    """Render ``folder``'s model card again from what the folder holds: the generator, its
+    training_stages.json (the last stage's settings and step count) and, optionally, metrics."""
+    stages = _read_json(folder / STAGES_FILE) or []
+    last = [stage for stage in stages if "config" in stage]
+    if not last:
+        raise ValueError(f"{folder} has no {STAGES_FILE} with a training stage: re-export it from its checkpoint")
+    generator = UNetGenerator.from_pretrained(folder, strict=True)
+    state = {"config": last[-1]["config"], "step": last[-1]["steps"], "epoch": last[-1]["epochs"]}
+    metrics = json.loads(metrics_path.read_text()) if metrics_path else None
+    (folder / "README.md").write_text(model_card(generator, state, metrics, stages, upscaler=(folder / "upscaler").is_dir()))
+    return folder / "README.md"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -241,8 +260,13 @@ def main(argv: list[str] | None = None) -> None:
                         help="one checkpoint.pt, or several of one lineage to export their weight average")
     parser.add_argument("--out", type=Path, default=Path("weights"))
     parser.add_argument("--metrics", type=Path, default=None, help="metrics.json from sketch2face.training.evaluate")
+    parser.add_argument("--refresh-card", type=Path, default=None, metavar="FOLDER",
+                        help="only render FOLDER/README.md again from the exported folder itself")
     args = parser.parse_args(argv)
     try:
+        if args.refresh_card:
+            print(refresh_card(args.refresh_card, args.metrics))
+            return
         print(export(args.checkpoint, args.out, args.metrics))
     except ValueError as error:
         parser.exit(2, f"export: {error}\n")

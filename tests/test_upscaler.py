@@ -1,0 +1,191 @@
+"""The x2 upscaler: its network, its training on photos, and the pipeline stage that serves it."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import replace
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from sketch2face import ModelLoadError, Sketch2Face, preprocess
+from sketch2face.networks import FaceUpscaler, UNetGenerator
+from sketch2face.pipeline import UPSCALER_SUBFOLDER, load_upscaler
+from sketch2face.restore.alignment import paste_back
+from sketch2face.training import train_upscaler as training
+from .drawings import drawing
+
+
+def test_upscaler_doubles_height_and_width_and_keeps_the_range():
+    upscaler = FaceUpscaler(channels=8, blocks=1).eval()
+    image = torch.rand(2, 3, 40, 32) * 2 - 1
+    with torch.no_grad():
+        output = upscaler(image)
+    assert output.shape == (2, 3, 80, 64)
+    assert output.min() >= -1.0 and output.max() <= 1.0
+
+
+def test_untrained_upscaler_paints_each_2x2_block_alike_so_it_starts_without_a_checkerboard():
+    torch.manual_seed(3)
+    upscaler = FaceUpscaler(channels=8, blocks=2).eval()
+    image = torch.rand(1, 3, 24, 20) * 0.5 - 0.25  # away from the clamp
+    with torch.no_grad():
+        correction = upscaler(image) - torch.nn.functional.interpolate(image, scale_factor=2, mode="bilinear", align_corners=False)
+    blocks = correction.unfold(2, 2, 2).unfold(3, 2, 2)  # (1, 3, 24, 20, 2, 2)
+    assert correction.abs().max() > 1e-3  # there is a correction...
+    assert torch.allclose(blocks, blocks[..., :1, :1].expand_as(blocks), atol=1e-6)  # ...constant per block
+
+
+@pytest.fixture(scope="module")
+def photo_root(tmp_path_factory):
+    """A data folder of made-up 'photos' (smooth shading plus sharp shapes), laid out like ../shared/data."""
+    root = tmp_path_factory.mktemp("photos")
+    rng = np.random.default_rng(0)
+    for folder in training.UPSCALER_PHOTO_FOLDERS:
+        (root / "faces" / folder).mkdir(parents=True)
+        for index in range(3):
+            y, x = np.mgrid[0:160, 0:128]
+            image = np.stack([x * 1.5, y * 1.2, np.full_like(x, 90)], -1).astype(np.uint8)
+            for _ in range(12):
+                centre = (int(rng.integers(0, 128)), int(rng.integers(0, 160)))
+                colour = tuple(int(value) for value in rng.integers(0, 256, 3))
+                cv2.circle(image, centre, int(rng.integers(3, 20)), colour, int(rng.integers(1, 4)))
+            cv2.imwrite(str(root / "faces" / folder / f"{index:03d}.jpg"), image, [cv2.IMWRITE_JPEG_QUALITY, 98])
+    (root / "faces" / "canada").mkdir()
+    return root
+
+
+def test_training_pairs_are_a_patch_and_its_softened_half_size():
+    config = training.UpscalerConfig(patch_size=32)
+    photo = np.random.default_rng(1).integers(0, 256, (100, 80, 3), dtype=np.uint8)
+    small, target = training.make_pair(photo, np.random.default_rng(2), config)
+    assert target.shape == (32, 32, 3) and small.shape == (16, 16, 3)
+    assert small.dtype == target.dtype == np.uint8
+    again = training.make_pair(photo, np.random.default_rng(2), config)
+    assert np.array_equal(again[0], small) and np.array_equal(again[1], target)  # the seed decides everything
+
+
+def test_upscaler_training_never_reads_the_held_out_photos(photo_root):
+    with pytest.raises(ValueError, match="held out"):
+        training.load_photos(photo_root, folders=("canada",))
+
+
+def test_a_short_training_lowers_the_loss_exports_a_loadable_folder_and_resumes(photo_root, tmp_path):
+    config = training.UpscalerConfig(channels=8, blocks=1, steps=60, batch_size=4, patch_size=32, lr=3e-3,
+                                     checkpoint_every=30, min_photo_scale=1.0)
+    training.train_upscaler(config, tmp_path, photo_root, log_every=5)
+    log = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    first, last = np.mean([row["L1"] for row in log[:3]]), np.mean([row["L1"] for row in log[-3:]])
+    assert last < 0.8 * first, (first, last)
+    loaded = FaceUpscaler.from_pretrained(tmp_path / "upscaler")
+    assert (loaded.channels, loaded.blocks) == (8, 1)
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["steps_done"] == 60 and summary["machine"]
+    card = (tmp_path / "upscaler" / "README.md").read_text()
+    assert "60 steps of batch 4" in card and f"--out {tmp_path.as_posix()} --channels 8 --blocks 1" in card
+
+    longer = replace(config, steps=70)
+    with pytest.raises(SystemExit, match="another configuration"):
+        training.train_upscaler(longer, tmp_path, photo_root, resume=True)
+    training.train_upscaler(config, tmp_path, photo_root, resume=True)  # already done: no step more
+    assert len((tmp_path / "log.jsonl").read_text().splitlines()) == len(log)
+
+
+@pytest.fixture(scope="module")
+def weights_with_upscaler(tiny_model_dir, tmp_path_factory):
+    directory = tmp_path_factory.mktemp("with-upscaler")
+    for name in ("config.json", "model.safetensors"):
+        shutil.copy(tiny_model_dir / name, directory / name)
+    torch.manual_seed(1)
+    FaceUpscaler(channels=8, blocks=1).save_pretrained(directory / UPSCALER_SUBFOLDER)
+    return directory
+
+
+def test_a_sketchpad_drawing_comes_back_at_least_at_its_own_size(weights_with_upscaler, tiny_model_dir):
+    sketch = drawing(size=(512, 640))
+    upscaled = Sketch2Face.from_pretrained(weights_with_upscaler)
+    assert upscaled.upscaler is not None
+    face = upscaled(sketch)
+    assert face.size[0] >= 512 and face.size[1] >= 640
+
+    canvas_only = Sketch2Face.from_pretrained(weights_with_upscaler, upscale=False)
+    assert canvas_only.upscaler is None
+    small = canvas_only(sketch)
+    assert small.size == preprocess.output_size(preprocess.normalise(sketch)) and small.size[0] < 512
+    assert np.array_equal(np.asarray(upscaled.generate(sketch, upscale=False).image), np.asarray(small))  # per call
+    assert Sketch2Face.from_pretrained(tiny_model_dir).upscaler is None  # weights without one: canvas size
+
+
+def test_the_upscaled_face_is_the_upscalers_output_of_the_generated_one(weights_with_upscaler):
+    pipeline = Sketch2Face.from_pretrained(weights_with_upscaler)
+    canvas = preprocess.normalise(drawing()).canvas
+    face = pipeline.generate_canvas(canvas)
+    with torch.no_grad():
+        expected = pipeline.upscaler(torch.from_numpy(face).permute(2, 0, 1)[None].float() / 127.5 - 1)
+    expected = ((expected[0].permute(1, 2, 0) + 1) * 127.5).round().clamp(0, 255).numpy()
+    assert np.abs(pipeline.upscale(face).astype(float) - expected).max() <= 1.0
+
+
+def test_a_full_size_generator_is_not_upscaled_again(tmp_path):
+    UNetGenerator(ngf=8, upsample="resize", output_scale=2).save_pretrained(tmp_path)
+    FaceUpscaler(channels=8, blocks=1).save_pretrained(tmp_path / UPSCALER_SUBFOLDER)
+    pipeline = Sketch2Face.from_pretrained(tmp_path)
+    assert pipeline.upscaler is None
+    assert pipeline.generate(drawing(size=(512, 640))).image.size[0] >= 512
+
+
+def test_a_broken_upscaler_folder_is_a_one_line_model_load_error(weights_with_upscaler, tmp_path):
+    for name in ("config.json", "model.safetensors"):
+        shutil.copy(weights_with_upscaler / name, tmp_path / name)
+    (tmp_path / UPSCALER_SUBFOLDER).mkdir()
+    (tmp_path / UPSCALER_SUBFOLDER / "config.json").write_text("{}")
+    with pytest.raises(ModelLoadError, match="no model.safetensors"):
+        Sketch2Face.from_pretrained(tmp_path)
+    (tmp_path / UPSCALER_SUBFOLDER / "model.safetensors").write_bytes(b"not safetensors")
+    with pytest.raises(ModelLoadError, match="Could not load the upscaler") as excinfo:
+        load_upscaler(tmp_path)
+    assert "\n" not in str(excinfo.value)
+
+
+def test_an_unreachable_hub_names_the_upscaler_it_could_not_fetch(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ModelLoadError, match="nobody/nothing/upscaler' from the Hugging Face Hub: HF_HUB_OFFLINE"):
+        load_upscaler("nobody/nothing")
+
+
+def test_restoration_keeps_the_upscaled_face_around_the_restored_one():
+    rng = np.random.default_rng(0)
+    face = rng.integers(0, 256, (320, 256, 3), dtype=np.uint8)
+    restored = np.full((512, 512, 3), 128, np.uint8)
+    upscaled = rng.integers(0, 256, (640, 512, 3), dtype=np.uint8)
+    pasted = paste_back(face, restored, upscaled=upscaled)
+    assert np.array_equal(pasted[:8, :8], upscaled[:8, :8])  # a corner, far outside the face
+    assert np.abs(pasted[320, 256].astype(int) - 128).max() <= 1  # the middle is the restored face
+    with pytest.raises(ValueError, match="2x the face"):
+        paste_back(face, restored, upscaled=upscaled[:600])
+
+
+def test_gfpgan_pastes_into_the_upscaled_face_and_a_skipped_restoration_still_returns_it(weights_with_upscaler):
+    from sketch2face.restore import RestorationUnavailable
+
+    seen = {}
+
+    class Recording:
+        def restore(self, face, upscaled=None):
+            seen["face"], seen["upscaled"] = face.shape, upscaled.shape
+            return upscaled
+
+    class Unavailable:
+        def restore(self, face, upscaled=None):
+            raise RestorationUnavailable("offline.")
+
+    sketch = drawing(size=(512, 640))
+    plain = np.asarray(Sketch2Face.from_pretrained(weights_with_upscaler).generate(sketch).image)
+    restored = Sketch2Face.from_pretrained(weights_with_upscaler, restorer=Recording()).generate(sketch, enhance=True)
+    assert seen == {"face": (320, 256, 3), "upscaled": (640, 512, 3)}
+    assert restored.restoration.applied and np.array_equal(np.asarray(restored.image), plain)
+    skipped = Sketch2Face.from_pretrained(weights_with_upscaler, restorer=Unavailable()).generate(sketch, enhance=True)
+    assert not skipped.restoration.applied and np.array_equal(np.asarray(skipped.image), plain)
