@@ -116,7 +116,8 @@ def test_select_compares_candidates_on_cufs_train_without_reading_test(tmp_path,
     for result in results.values():
         assert result["gallery"] == 2 and 0.0 <= result["rank1"] <= 1.0 and 0.0 <= result["ssim"] <= 1.0
         assert "kid_x1000" in result and "doodle_kid_x1000" in result  # None here: two images are too few for KID
-    assert "| SSIM | KID x1000 | doodle KID x1000 |" in finished.stdout
+        assert result["checkerboard_peaks"] > 0
+    assert "| SSIM | KID x1000 | doodle KID x1000 | checkerboard |" in finished.stdout
     assert not (out / "metrics.json").exists()
 
 
@@ -137,3 +138,15 @@ def test_side_by_side_shows_the_same_inputs_through_each_model(tmp_path, tiny_da
     assert full.shape[:2] == (rows * (cell_h + gap) + gap, 8 * (128 + gap) + gap)
     assert cv2.imread(str(examples_only)).shape[0] == -(-examples // 2) * (cell_h + gap) + gap
     assert not (out / "metrics.json").exists()
+
+
+def test_checkerboard_peaks_find_a_faint_period_2_4_8_pattern_and_not_plain_texture():
+    from sketch2face.training.evaluate import checkerboard_peaks
+
+    rng = np.random.default_rng(0)
+    y, x = np.mgrid[0:320, 0:256]
+    smooth = rng.normal(128, 20, (320, 256))  # a flat spectrum: no frequency stands out
+    pattern = sum(np.cos(np.pi * x * 2 / period) * np.cos(np.pi * y * 2 / period) for period in (2, 4, 8)) * 2.0
+    as_rgb = lambda grey: np.repeat(np.clip(grey, 0, 255).astype(np.uint8)[..., None], 3, axis=2)  # noqa: E731
+    clean, checkered = checkerboard_peaks(as_rgb(smooth)), checkerboard_peaks(as_rgb(smooth + pattern))
+    assert clean < 1.5 and checkered > 3 * clean

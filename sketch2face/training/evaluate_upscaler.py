@@ -39,6 +39,7 @@ import torch
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from . import data, kid, styles
+from .evaluate import checkerboard_peaks, grid, save_rgb
 from .. import preprocess
 from ..networks import FaceUpscaler
 from ..pipeline import UPSCALER_SUBFOLDER, DEFAULT_WEIGHTS_DIR, Sketch2Face
@@ -49,6 +50,7 @@ FULL_SIZE = (512, 640)
 # 224x224 at 512x640 from just above the eyes (y ~326) to below the mouth (y ~472), centred on the face.
 FACE_CROP = (slice(272, 496), slice(144, 368))
 SOFT_SIGMA = 1.0
+CHECKERBOARD_PERIODS = (4, 8, 16)  # stage 4's canvas periods (2, 4, 8) at 512x640
 
 
 def face_crop(image: np.ndarray) -> np.ndarray:
@@ -71,26 +73,6 @@ def detail(image: np.ndarray) -> float:
     return float(np.abs(cv2.Laplacian(grey, cv2.CV_32F)).mean())
 
 
-def checkerboard_peaks(image: np.ndarray, periods_px: tuple[int, ...] = (4, 8, 16)) -> float:
-    """How far the spectrum stands out at the frequencies of a checkerboard of these periods
-    (stage 4's canvas checkerboard, of period 2, 4 and 8 px, becomes 4, 8 and 16 px at 512x640): the mean ratio
-    of each peak's magnitude to the median of the bins around it. About 1 means no checkerboard."""
-    grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.float64)
-    spectrum = np.abs(np.fft.fft2(grey - grey.mean()))
-    height, width = spectrum.shape
-    ring = np.ones((7, 7), bool)
-    ring[2:5, 2:5] = False
-    ratios = []
-    for period in periods_px:
-        for step_y, step_x in ((height // period, 0), (0, width // period), (height // period, width // period),
-                               (height // period, -(width // period))):
-            rows = (step_y + np.arange(-3, 4)) % height
-            columns = (step_x + np.arange(-3, 4)) % width
-            window = spectrum[np.ix_(rows, columns)]
-            ratios.append(window[3, 3] / (np.median(window[ring]) + 1e-9))
-    return float(np.mean(ratios))
-
-
 def fidelity(real: list[np.ndarray], upscaled: list[np.ndarray]) -> dict[str, float]:
     def mean(function, crop):
         return float(np.mean([function(crop(a), crop(b)) for a, b in zip(real, upscaled)]))
@@ -106,7 +88,7 @@ def fidelity(real: list[np.ndarray], upscaled: list[np.ndarray]) -> dict[str, fl
 def sharpness(judge, real_features: np.ndarray, real_detail: float, upscaled: list[np.ndarray]) -> dict[str, float | None]:
     crops = [face_crop(image) for image in upscaled]
     row: dict[str, float | None] = {"detail_vs_real": float(np.mean([detail(crop) for crop in crops]) / real_detail),
-                                    "checkerboard_peaks": float(np.mean([checkerboard_peaks(image) for image in upscaled]))}
+                                    "checkerboard_peaks": float(np.mean([checkerboard_peaks(image, CHECKERBOARD_PERIODS) for image in upscaled]))}
     row["kid_x1000_face_crop"] = kid.kid_x1000(real_features, judge.features(crops)) if judge is not None else None
     return row
 
@@ -163,7 +145,6 @@ def run(upscaler_dir: Path, generator_model: str | None, out_dir: Path, root: Pa
     crops = [[face_crop(samples[f"{kind}/{method}"][index]) for method in ("bicubic", "upscaler")]
              for kind in generated for index in range(2)]
     crops = [sum(crops[index: index + 2], []) for index in range(0, len(crops), 2)]
-    from .evaluate import grid, save_rgb
     save_rgb(out_dir / "grid_upscaler_crops.png", grid(crops, cell=(224, 224)))
     return report
 
@@ -171,7 +152,6 @@ def run(upscaler_dir: Path, generator_model: str | None, out_dir: Path, root: Pa
 def examples_grid(upscaler_dir: Path, generator_model: str | None, examples_dir: Path, out_path: Path) -> Path:
     """For the docs: the inner face of each project-drawn example's generated face at 512x640,
     bicubic beside the upscaler, at 1:1 (two examples a row)."""
-    from .evaluate import grid, save_rgb
 
     model = Sketch2Face.from_pretrained(generator_model, upscale=False)
     upscaler = FaceUpscaler.from_pretrained(upscaler_dir).eval()
