@@ -402,11 +402,18 @@ def test_the_live_preview_waits_for_a_drawing_then_shows_its_face(served_pipelin
     handlers = app.Handlers(served_pipeline)
     assert handlers.live_drawing(canvas_value()) == (None, app.DRAW_PROMPT)
     assert handlers.live_drawing(None) == (None, app.DRAW_PROMPT)
-    face_path, line = handlers.live_drawing(canvas_value(draw_face_strokes(size=(512, 640))))
+    drawing = canvas_value(draw_face_strokes(size=(512, 640)))
+    face_path, line = handlers.live_drawing(drawing)
     assert line == app.LIVE_NOTE
     face = Image.open(face_path)
     assert face.size[0] / face.size[1] == pytest.approx(512 / 640, abs=0.02)
     assert_looks_like_a_face_photo(face)
+    # The preview skips the upscaler; Generate gives the full-size face.
+    generated = Image.open(handlers.generate_drawing_on_page(drawing, False)[0])
+    if served_pipeline.upscaler is not None:
+        assert face.size[0] < 512 <= generated.size[0]
+    else:
+        assert face.size == generated.size
 
 
 def test_a_bad_upload_is_explained_as_soon_as_it_arrives(served_pipeline, tmp_path):

@@ -150,3 +150,49 @@ def test_checkerboard_peaks_find_a_faint_period_2_4_8_pattern_and_not_plain_text
     as_rgb = lambda grey: np.repeat(np.clip(grey, 0, 255).astype(np.uint8)[..., None], 3, axis=2)  # noqa: E731
     clean, checkered = checkerboard_peaks(as_rgb(smooth)), checkerboard_peaks(as_rgb(smooth + pattern))
     assert clean < 1.5 and checkered > 3 * clean
+
+
+def test_evaluate_upscaler_compares_it_with_resizing_on_held_out_photos_and_generated_faces(tmp_path, tiny_data_root, capsys):  # noqa: F811
+    import csv
+
+    import torch
+
+    from sketch2face.networks import FaceUpscaler
+    from sketch2face.training import evaluate_upscaler
+
+    root = complete_tiny_root(tiny_data_root)
+    (root / "faces" / "3dsk").mkdir()
+    face = cv2.imread(str(root / "faces" / "canada" / "003f.jpg"))
+    cv2.imwrite(str(root / "faces" / "canada" / "004m.jpg"), np.roll(face, 6, axis=1))
+    cv2.imwrite(str(root / "faces" / "3dsk" / "f_001.jpg"), face)
+    with open(root / "faces" / "eyes.csv", "a", newline="") as handle:
+        csv.writer(handle).writerows([["canada/004m.jpg", 206.0, 326.0, 318.0, 326.0], ["3dsk/f_001.jpg", 200.0, 326.0, 312.0, 326.0]])
+    generator, upscaler = tmp_path / "generator", tmp_path / "upscaler"
+    UNetGenerator(ngf=4, num_downs=6).save_pretrained(generator)
+    plain = FaceUpscaler(channels=4, blocks=1)
+    with torch.no_grad():  # no correction: the upscaler is a bilinear resize
+        plain.to_subpixels.weight.zero_()
+    plain.save_pretrained(upscaler)
+    out = tmp_path / "eval"
+    command = ["--upscaler", str(upscaler), "--generator", str(generator), "--out", str(out), "--data-root", str(root)]
+    finished = run_cli(evaluate_upscaler.main, command, capsys)
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    report = json.loads((out / "upscaler_metrics.json").read_text())
+    assert report["canada_photos"] == 2
+    for kind in ("clean", "soft"):
+        rows = report["photos"][kind]
+        assert set(rows) == {"bilinear", "bicubic", "lanczos", "upscaler"}
+        assert abs(rows["upscaler"]["psnr_face"] - rows["bilinear"]["psnr_face"]) < 0.5  # it is bilinear, measured alike
+        assert rows["bicubic"]["psnr_face"] > 20 and 0 < rows["bicubic"]["ssim_face"] <= 1
+    assert report["photos"]["soft"]["bicubic"]["detail_vs_real"] < report["photos"]["clean"]["bicubic"]["detail_vs_real"]
+    assert set(report["generated"]) == {"cufs_test", "canada_doodles"}
+    assert "| clean | upscaler |" in finished.stdout
+    assert cv2.imread(str(out / "grid_upscaler_crops.png")) is not None
+
+    crops = tmp_path / "docs" / "crops.png"
+    command = ["--upscaler", str(upscaler), "--generator", str(generator), "--examples-grid", str(crops), "--only-grid",
+               "--out", str(tmp_path / "grid-only")]
+    assert run_cli(evaluate_upscaler.main, command, capsys).returncode == 0
+    examples = len(list(Path("examples").glob("*.png")))
+    assert cv2.imread(str(crops)).shape[:2] == (-(-examples // 2) * (224 + 4) + 4, 4 * (224 + 4) + 4)  # bicubic | upscaler, 2 a row
+    assert not (tmp_path / "grid-only").exists()
