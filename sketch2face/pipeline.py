@@ -108,7 +108,8 @@ def load_upscaler(model: str | os.PathLike | None = None, device: str = "cpu") -
     weights have none. Raises ModelLoadError when it is there but can't be loaded."""
     source = resolve_model(model)
     if isinstance(source, str):
-        upscaler = _load_from_hub(FaceUpscaler, source, UPSCALER_SUBFOLDER, optional=True)
+        hint = "Sketch2Face.from_pretrained(..., upscale=False) runs without it, at the canvas's resolution."
+        upscaler = _load_from_hub(FaceUpscaler, source, UPSCALER_SUBFOLDER, hint, optional=True)
     elif (source / UPSCALER_SUBFOLDER).is_dir():
         upscaler = _load_from_folder(FaceUpscaler, source / UPSCALER_SUBFOLDER, "the upscaler")
     else:

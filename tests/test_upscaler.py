@@ -152,8 +152,9 @@ def test_a_broken_upscaler_folder_is_a_one_line_model_load_error(weights_with_up
 
 def test_an_unreachable_hub_names_the_upscaler_it_could_not_fetch(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(ModelLoadError, match="nobody/nothing/upscaler' from the Hugging Face Hub: HF_HUB_OFFLINE"):
+    with pytest.raises(ModelLoadError, match="nobody/nothing/upscaler' from the Hugging Face Hub: HF_HUB_OFFLINE") as excinfo:
         load_upscaler("nobody/nothing")
+    assert "upscale=False" in str(excinfo.value)
 
 
 def test_restoration_keeps_the_upscaled_face_around_the_restored_one():
@@ -189,3 +190,20 @@ def test_gfpgan_pastes_into_the_upscaled_face_and_a_skipped_restoration_still_re
     assert restored.restoration.applied and np.array_equal(np.asarray(restored.image), plain)
     skipped = Sketch2Face.from_pretrained(weights_with_upscaler, restorer=Unavailable()).generate(sketch, enhance=True)
     assert not skipped.restoration.applied and np.array_equal(np.asarray(skipped.image), plain)
+
+
+def test_a_hub_repo_without_an_upscaler_loads_without_one(monkeypatch):
+    import httpx2
+    import huggingface_hub
+    from huggingface_hub.errors import RemoteEntryNotFoundError
+
+    asked = []
+
+    def no_such_file(repo_id, filename, subfolder=None, **_):
+        asked.append((repo_id, subfolder, filename))
+        request = httpx2.Request("GET", f"https://huggingface.co/{repo_id}/resolve/main/{subfolder}/{filename}")
+        raise RemoteEntryNotFoundError("404 Client Error: entry not found", response=httpx2.Response(404, request=request))
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", no_such_file)
+    assert load_upscaler("someone/older-model") is None
+    assert asked == [("someone/older-model", UPSCALER_SUBFOLDER, "config.json")]
