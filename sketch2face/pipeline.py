@@ -1,9 +1,8 @@
-"""The inference pipeline: sketch -> normalise -> generate -> upscale x2 -> (restore) -> image.
+"""The inference pipeline: sketch -> normalise -> generate -> (upscale x2) -> (restore) -> image.
 
     from sketch2face import Sketch2Face
     model = Sketch2Face.from_pretrained()              # the checkout's weights/, else the Hub model
-                                                        # (upscale=False: skip its x2 upscaler)
-    face = model("drawing.png")                         # PIL.Image, RGB
+    face = model("drawing.png")                         # PIL.Image, RGB, at least the drawing's size
     result = model.generate(drawing, enhance=True)      # image + notes + result.restoration
     result.restoration.applied, result.restoration.reason  # did GFPGAN run, and if not, why
 
@@ -108,7 +107,7 @@ def load_upscaler(model: str | os.PathLike | None = None, device: str = "cpu") -
     weights have none. Raises ModelLoadError when it is there but can't be loaded."""
     source = resolve_model(model)
     if isinstance(source, str):
-        hint = "Sketch2Face.from_pretrained(..., upscale=False) runs without it, at the canvas's resolution."
+        hint = "Sketch2Face.from_pretrained(..., upscale=False) runs without it (faces enlarged by resizing)."
         upscaler = _load_from_hub(FaceUpscaler, source, UPSCALER_SUBFOLDER, hint, optional=True)
     elif (source / UPSCALER_SUBFOLDER).is_dir():
         upscaler = _load_from_folder(FaceUpscaler, source / UPSCALER_SUBFOLDER, "the upscaler")
@@ -182,7 +181,7 @@ class Sketch2Face:
     @classmethod
     def from_pretrained(cls, model: str | os.PathLike | None = None, device: str = "cpu", restorer: Any | None = None,
                         upscale: bool = True) -> "Sketch2Face":
-        """``upscale=False``: skip the weights' upscaler, faces come back at the canvas's resolution."""
+        """``upscale=False``: do not load the weights' x2 upscaler (faces are then enlarged by resizing)."""
         generator = load_generator(model, device)
         upscaler = load_upscaler(model, device) if upscale and generator.output_scale == 1 else None
         return cls(generator, device=device, restorer=restorer, upscaler=upscaler)
@@ -191,12 +190,15 @@ class Sketch2Face:
     def __call__(self, image: Any, enhance: bool = False) -> Image.Image:
         return self.generate(image, enhance=enhance).image
 
-    def generate(self, image: Any, enhance: bool = False, upscale: bool = True) -> GenerationResult:
+    def generate(self, image: Any, enhance: bool = False, full_size: bool = True) -> GenerationResult:
         """Raises InputError (one-line, user-facing) for anything that is not a usable sketch.
-        ``upscale=False`` skips the upscaler for this call (a quicker preview at the canvas's resolution)."""
+
+        ``full_size``: the face comes back at least at the drawing's own size (512x640 from the
+        Sketchpad), by the upscaler when the weights have one, else by bicubic resizing. False:
+        at the canvas's resolution (half that from the Sketchpad), quicker: the live preview."""
         sketch = preprocess.normalise(image)
         face = self.generate_canvas(sketch.canvas)
-        upscaled = self.upscale(face) if upscale else None
+        upscaled = self.upscale(face) if full_size else None
         notes = []
         if sketch.inverted:
             notes.append("Light lines on a dark background were detected and inverted.")
@@ -213,10 +215,8 @@ class Sketch2Face:
                 notes.append(f"Face restoration skipped: {restoration.reason} Returned the unrestored face.")
         if not restoration.applied and upscaled is not None:
             face = upscaled
-        # A face at 2x the canvas (upscaled, restored or from a full-size generator) has the
-        # detail to give the drawing back at least at its own size: 512x640 for the Sketchpad.
         canvas_scale = face.shape[1] / preprocess.CANVAS_SIZE[0]
-        size = preprocess.output_size(sketch, canvas_scale, at_least_input=canvas_scale >= 2)
+        size = preprocess.output_size(sketch, canvas_scale, at_least_input=full_size)
         output = preprocess.uncanvas(face, sketch, size)
         sketch_image = Image.fromarray((sketch.canvas * 255).round().astype(np.uint8), mode="L")
         return GenerationResult(Image.fromarray(output, mode="RGB"), sketch_image, restoration, notes)

@@ -324,10 +324,12 @@ def warp_to_canvas(image: np.ndarray, to_canvas: np.ndarray, border_value: float
 
 
 def _warp_scale_translate(
-    image: np.ndarray, matrix: np.ndarray, size: tuple[int, int], border_value: float | None
+    image: np.ndarray, matrix: np.ndarray, size: tuple[int, int], border_value: float | None,
+    enlarge_with: int = cv2.INTER_LINEAR,
 ) -> np.ndarray:
     """warpAffine for scale+shift matrices; shrinking is done by area averaging first,
-    because warpAffine alone would drop thin pen lines."""
+    because warpAffine alone would drop thin pen lines. ``enlarge_with``: the interpolation
+    when the image is enlarged."""
     matrix = np.array(matrix, dtype=np.float64)
     scale_x, scale_y = matrix[0, 0], matrix[1, 1]
     if max(scale_x, scale_y) < 1.0:
@@ -340,7 +342,8 @@ def _warp_scale_translate(
         border = dict(borderMode=cv2.BORDER_REPLICATE)
     else:
         border = dict(borderMode=cv2.BORDER_CONSTANT, borderValue=border_value)
-    return cv2.warpAffine(image, matrix, size, flags=cv2.INTER_LINEAR, **border)
+    interpolation = enlarge_with if max(matrix[0, 0], matrix[1, 1]) > 1.0 else cv2.INTER_LINEAR
+    return cv2.warpAffine(image, matrix, size, flags=interpolation, **border)
 
 
 def _thin_thick_strokes(canvas: np.ndarray) -> tuple[np.ndarray, bool]:
@@ -414,7 +417,9 @@ def uncanvas(face: np.ndarray, sketch: NormalisedSketch, size: tuple[int, int] |
             [0.0, k_y / (s * canvas_scale), -k_y * ty / s],
         ]
     )
-    warped = _warp_scale_translate(face, to_output, (width, height), border_value=None)
+    # Enlarged faces use bicubic: on generated faces it beats bilinear, Lanczos and the learned
+    # x2 upscaler under the realism judge (docs/upscaler.md).
+    warped = _warp_scale_translate(face, to_output, (width, height), border_value=None, enlarge_with=cv2.INTER_CUBIC)
     # Where the output frame reaches past the canvas, continue with the generated background
     # colour, blended over a soft seam, instead of smearing the canvas edge outwards.
     coverage = _warp_scale_translate(np.ones(face.shape[:2], np.float32), to_output, (width, height), border_value=0.0)

@@ -111,12 +111,15 @@ def test_a_sketchpad_drawing_comes_back_at_least_at_its_own_size(weights_with_up
     face = upscaled(sketch)
     assert face.size[0] >= 512 and face.size[1] >= 640
 
-    canvas_only = Sketch2Face.from_pretrained(weights_with_upscaler, upscale=False)
-    assert canvas_only.upscaler is None
-    small = canvas_only(sketch)
+    # Without the upscaler the face is enlarged by bicubic resizing, to the drawing's own size.
+    resized = Sketch2Face.from_pretrained(weights_with_upscaler, upscale=False)
+    assert resized.upscaler is None and Sketch2Face.from_pretrained(tiny_model_dir).upscaler is None
+    assert resized(sketch).size == (512, 640)
+
+    # full_size=False: the canvas's resolution, with or without an upscaler (the live preview).
+    small = upscaled.generate(sketch, full_size=False).image
     assert small.size == preprocess.output_size(preprocess.normalise(sketch)) and small.size[0] < 512
-    assert np.array_equal(np.asarray(upscaled.generate(sketch, upscale=False).image), np.asarray(small))  # per call
-    assert Sketch2Face.from_pretrained(tiny_model_dir).upscaler is None  # weights without one: canvas size
+    assert np.array_equal(np.asarray(resized.generate(sketch, full_size=False).image), np.asarray(small))
 
 
 def test_the_upscaled_face_is_the_upscalers_output_of_the_generated_one(weights_with_upscaler):

@@ -5,8 +5,8 @@
     python -m sketch2face.training.evaluate --select runs/a/generator runs/b/generator   # choose on CUFS *train*
     python -m sketch2face.training.evaluate --side-by-side weights runs/v2/generator  # the same inputs through both
 
-These figures judge the generator alone, at the canvas size: the x2 upscaler, if the weights have
-one, is skipped here and judged by ``evaluate_upscaler``. The grids (``--examples-grid``,
+These figures judge the generator alone, at the canvas's resolution (``full_size=False``): the x2
+upscaler, if the weights have one, is skipped here and judged by ``evaluate_upscaler``. The grids (``--examples-grid``,
 ``--side-by-side``) show what the app returns, upscaler included.
 
 Benchmark: CUFS test, all 100 pairs. Every generated face is mapped back to the sketch's frame
@@ -136,7 +136,7 @@ def to_uint8_gray(sketch: np.ndarray) -> np.ndarray:
 def generate_all(model: Sketch2Face, pairs: list[Pair], size: tuple[int, int] | None) -> list[np.ndarray]:
     outputs = []
     for pair in pairs:
-        image = np.asarray(model(pair.sketch))
+        image = np.asarray(model.generate(pair.sketch, full_size=False).image)
         target = size or (pair.photo.shape[1::-1] if pair.photo is not None else None)
         if target is not None and image.shape[1::-1] != tuple(target):
             image = cv2.resize(image, target, interpolation=cv2.INTER_AREA)
@@ -286,7 +286,7 @@ def evaluate_unpaired(model: Sketch2Face, root: Path) -> dict[str, tuple[list, l
     for folder in ("doodles", "edgemaps"):
         paths = sorted((root / "eval" / folder).glob("*.jpg"), key=lambda p: (len(p.stem), p.stem))
         pairs = [Pair(path.stem, cv2.imread(str(path), cv2.IMREAD_GRAYSCALE), None) for path in paths]
-        grids[folder] = (pairs, [np.asarray(model(pair.sketch)) for pair in pairs])
+        grids[folder] = (pairs, [np.asarray(model.generate(pair.sketch, full_size=False).image) for pair in pairs])
     return grids
 
 
