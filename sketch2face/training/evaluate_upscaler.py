@@ -2,7 +2,7 @@
 
     python -m sketch2face.training.evaluate_upscaler --upscaler runs/upscaler/upscaler
     python -m sketch2face.training.evaluate_upscaler                # the one in weights/upscaler
-    python -m sketch2face.training.evaluate_upscaler --examples-grid docs/upscaler_crops.png --only-grid
+    python -m sketch2face.training.evaluate_upscaler --examples-grid docs/upscaler_crops.jpg --only-grid
 
 Every method takes a 256x320 canvas-framed face to 512x640: bilinear, bicubic and Lanczos resizing
 (OpenCV) against the upscaler. Three measurements:
