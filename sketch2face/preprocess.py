@@ -342,8 +342,8 @@ def _warp_scale_translate(
         border = dict(borderMode=cv2.BORDER_REPLICATE)
     else:
         border = dict(borderMode=cv2.BORDER_CONSTANT, borderValue=border_value)
-    # (A scale of 1 can come out as 1 + 1e-16: that is not enlarging.)
-    interpolation = enlarge_with if max(matrix[0, 0], matrix[1, 1]) > 1.0 + 1e-6 else cv2.INTER_LINEAR
+    # Rounding the output to whole pixels makes a 1:1 mapping up to ~1.005: that is not enlarging.
+    interpolation = enlarge_with if max(matrix[0, 0], matrix[1, 1]) > 1.01 else cv2.INTER_LINEAR
     return cv2.warpAffine(image, matrix, size, flags=interpolation, **border)
 
 

@@ -274,3 +274,32 @@ def test_output_size_stays_within_bounds():
     assert width / height == pytest.approx(4 / 3, abs=0.01)
     big_face_small_image = normalise(face_drawing(size=(64, 80), width=1))
     assert max(preprocess.output_size(big_face_small_image)) >= preprocess.MIN_OUTPUT_SIDE
+
+
+def test_an_enlarged_face_is_resized_bicubic_and_a_same_size_one_bilinear(monkeypatch):
+    import cv2
+
+    rng = np.random.default_rng(0)
+    face = rng.integers(0, 256, (320, 256, 3), dtype=np.uint8)
+    sketch = normalise(_cufs_like_drawing())
+    flags = []
+    real_warp = cv2.warpAffine
+    monkeypatch.setattr(cv2, "warpAffine", lambda *args, **kwargs: flags.append(kwargs.get("flags")) or real_warp(*args, **kwargs))
+    uncanvas(face, sketch, preprocess.output_size(sketch))  # the canvas's resolution: no enlarging
+    assert flags[0] == cv2.INTER_LINEAR
+    flags.clear()
+    uncanvas(face, sketch, preprocess.output_size(sketch, at_least_input=True))
+    assert flags[0] == (cv2.INTER_CUBIC if sketch.scale < 1 else cv2.INTER_LINEAR)
+    flags.clear()
+    uncanvas(face, sketch, (800, 1000))
+    assert flags[0] == cv2.INTER_CUBIC
+
+
+def _cufs_like_drawing() -> np.ndarray:
+    """A 200x250 drawing, the size of a CUFS sketch (the canvas is that frame x1.28)."""
+    image = Image.new("L", (200, 250), 255)
+    draw = ImageDraw.Draw(image)
+    draw.ellipse((40, 40, 160, 210), outline=0, width=3)
+    draw.ellipse((70, 100, 90, 112), outline=0, width=2)
+    draw.ellipse((110, 100, 130, 112), outline=0, width=2)
+    return np.asarray(image)
