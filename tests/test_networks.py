@@ -89,12 +89,14 @@ def test_full_size_pipeline_turns_a_512x640_drawing_into_at_least_a_512x640_face
     assert abs(face.size[0] / face.size[1] - 512 / 640) < 0.01
 
 
-def test_canvas_size_generator_keeps_the_framing_resolution(tiny_pipeline):
-    """Without the refiner the result stays at the canvas's resolution (no blurry upscaling)."""
+def test_canvas_size_generator_gives_the_drawing_its_size_or_the_canvas_resolution_when_asked(tiny_pipeline):
+    """Without the refiner or an upscaler the face is enlarged to the drawing's size; full_size=False
+    keeps the canvas's resolution (the live preview)."""
     from .drawings import drawing
 
-    face = tiny_pipeline(drawing(size=(512, 640)))
-    assert face.size[0] < 512
+    sketch = drawing(size=(512, 640))
+    assert tiny_pipeline(sketch).size == (512, 640)
+    assert tiny_pipeline.generate(sketch, full_size=False).image.size[0] < 512
 
 
 def test_a_config_without_the_new_keys_loads_the_original_network(tmp_path):
