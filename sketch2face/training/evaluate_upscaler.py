@@ -35,15 +35,13 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import torch
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from . import data, kid, styles
 from .evaluate import checkerboard_peaks, grid, save_rgb
 from .. import preprocess
 from ..networks import FaceUpscaler
-from ..pipeline import UPSCALER_SUBFOLDER, DEFAULT_WEIGHTS_DIR, Sketch2Face
-from ..tensors import image_to_tensor, tensor_to_image
+from ..pipeline import UPSCALER_SUBFOLDER, DEFAULT_WEIGHTS_DIR, Sketch2Face, load_generator
 
 RESIZERS = {"bilinear": cv2.INTER_LINEAR, "bicubic": cv2.INTER_CUBIC, "lanczos": cv2.INTER_LANCZOS4}
 FULL_SIZE = (512, 640)
@@ -57,14 +55,14 @@ def face_crop(image: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(image[FACE_CROP])
 
 
-def upscale_with(upscaler: FaceUpscaler, image: np.ndarray) -> np.ndarray:
-    with torch.inference_mode():
-        return tensor_to_image(upscaler(image_to_tensor(image)[None]))
+def served_pipeline(generator_model: str | None, upscaler_dir: Path) -> Sketch2Face:
+    """The generator and the upscaler as the app would serve them (fast path included)."""
+    return Sketch2Face(load_generator(generator_model), upscaler=FaceUpscaler.from_pretrained(upscaler_dir))
 
 
-def methods(upscaler: FaceUpscaler) -> dict:
+def methods(pipeline: Sketch2Face) -> dict:
     resizers = {name: (lambda image, flag=flag: cv2.resize(image, FULL_SIZE, interpolation=flag)) for name, flag in RESIZERS.items()}
-    return {**resizers, "upscaler": lambda image: upscale_with(upscaler, image)}
+    return {**resizers, "upscaler": pipeline.upscale}
 
 
 def detail(image: np.ndarray) -> float:
@@ -98,9 +96,8 @@ def sharpness(judge, real_features: np.ndarray, real_detail: float, upscaled: li
     return row
 
 
-def generated_faces(generator_model: str | None, root: Path, records: list[data.FaceRecord]) -> dict[str, list[np.ndarray]]:
+def generated_faces(model: Sketch2Face, root: Path, records: list[data.FaceRecord]) -> dict[str, list[np.ndarray]]:
     """The generator's canvas faces (256x320) for the CUFS test sketches and Canada doodles."""
-    model = Sketch2Face.from_pretrained(generator_model, upscale=False)
     cufs_sketches = [cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
                      for path in sorted((root / "cufs" / "test" / "sketches").glob("*.jpg"))]
     doodles = [styles.make_sketch("doodle", record.photo, np.random.default_rng([0, index]), record.landmarks)
@@ -112,7 +109,7 @@ def generated_faces(generator_model: str | None, root: Path, records: list[data.
 def run(upscaler_dir: Path, generator_model: str | None, out_dir: Path, root: Path | None = None) -> dict:
     root = root or data.default_data_root()
     started = time.monotonic()
-    upscaler = FaceUpscaler.from_pretrained(upscaler_dir).eval()
+    pipeline = served_pipeline(generator_model, upscaler_dir)
     records = data.load_faces(("canada",), root=root, allow_held_out=True, output_scale=2)
     data.add_landmarks(records)  # for the doodles
     real = [record.photo_full for record in records]
@@ -125,13 +122,13 @@ def run(upscaler_dir: Path, generator_model: str | None, out_dir: Path, root: Pa
         print(f"warning: KID skipped: {error}", file=sys.stderr)
         judge, real_features = None, None
     real_detail = float(np.mean([detail(face_crop(image)) for image in real]))
-    generated = generated_faces(generator_model, root, records)
+    generated = generated_faces(pipeline, root, records)
 
     report: dict = {"upscaler": str(upscaler_dir), "generator": str(generator_model or "weights/"), "canada_photos": len(records),
                     "face_crop": "rows 272-495, columns 144-367 of 512x640", "soft_sigma_px": SOFT_SIGMA,
                     "real_detail": real_detail, "photos": {}, "generated": {}}
     samples: dict[str, list[np.ndarray]] = {}
-    for method, apply in methods(upscaler).items():
+    for method, apply in methods(pipeline).items():
         for kind, images in inputs.items():
             upscaled = [apply(image) for image in images]
             report["photos"].setdefault(kind, {})[method] = {**fidelity(real, upscaled),
@@ -139,7 +136,7 @@ def run(upscaler_dir: Path, generator_model: str | None, out_dir: Path, root: Pa
         for kind, faces in generated.items():
             upscaled = [apply(face) for face in faces]
             report["generated"].setdefault(kind, {})[method] = sharpness(judge, real_features, real_detail, upscaled)
-            samples[f"{kind}/{method}"] = upscaled[:4]
+            samples[f"{kind}/{method}"] = upscaled[:2]
     # The floor for generated faces: real photos of other people (3DSK, at their own resolution).
     others = [record.photo_full for record in data.load_faces(("3dsk",), root=root, output_scale=2)]
     report["reference_3dsk_photos"] = sharpness(judge, real_features, real_detail, others)
@@ -147,10 +144,10 @@ def run(upscaler_dir: Path, generator_model: str | None, out_dir: Path, root: Pa
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "upscaler_metrics.json").write_text(json.dumps(report, indent=2))
     (out_dir / "upscaler_metrics.md").write_text(markdown_table(report))
-    crops = [[face_crop(samples[f"{kind}/{method}"][index]) for method in ("bicubic", "upscaler")]
-             for kind in generated for index in range(2)]
-    crops = [sum(crops[index: index + 2], []) for index in range(0, len(crops), 2)]
-    save_rgb(out_dir / "grid_upscaler_crops.png", grid(crops, cell=(224, 224)))
+    # One row per kind of face: its first two faces, each as bicubic | upscaler.
+    rows = [[face_crop(samples[f"{kind}/{method}"][index]) for index in range(2) for method in ("bicubic", "upscaler")]
+            for kind in generated]
+    save_rgb(out_dir / "grid_upscaler_crops.png", grid(rows, cell=(224, 224)))
     return report
 
 
@@ -158,12 +155,11 @@ def examples_grid(upscaler_dir: Path, generator_model: str | None, examples_dir:
     """For the docs: the inner face of each project-drawn example's generated face at 512x640,
     bicubic beside the upscaler, at 1:1 (two examples a row)."""
 
-    model = Sketch2Face.from_pretrained(generator_model, upscale=False)
-    upscaler = FaceUpscaler.from_pretrained(upscaler_dir).eval()
+    pipeline = served_pipeline(generator_model, upscaler_dir)
     cells = []
     for path in sorted(examples_dir.glob("*.png")):
-        face = model.generate_canvas(preprocess.normalise(path).canvas)
-        cells += [face_crop(cv2.resize(face, FULL_SIZE, interpolation=cv2.INTER_CUBIC)), face_crop(upscale_with(upscaler, face))]
+        face = pipeline.generate_canvas(preprocess.normalise(path).canvas)
+        cells += [face_crop(cv2.resize(face, FULL_SIZE, interpolation=cv2.INTER_CUBIC)), face_crop(pipeline.upscale(face))]
     rows = [cells[index: index + 4] for index in range(0, len(cells), 4)]
     save_rgb(out_path, grid(rows, cell=(224, 224)))
     return out_path
