@@ -19,6 +19,7 @@ stays held out: evaluate_upscaler judges on it.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import time
@@ -30,10 +31,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..networks import FaceUpscaler, count_parameters
+from ..networks import FaceUpscaler, PatchDiscriminator, count_parameters, init_weights
 from ..tensors import image_to_tensor
+from . import data, generated_pairs, objectives
 from .data import _refuse_held_out, default_data_root, read_rgb
 from .machine import machine_description
+from ..pipeline import DEFAULT_WEIGHTS_DIR
 
 UPSCALER_PHOTO_FOLDERS = ("london_neutral", "london_smiling", "3dsk")
 
@@ -50,6 +53,16 @@ class UpscalerConfig:
     max_blur_sigma: float = 1.2  # input pixels; generated faces are softer than shrunk photos
     seed: int = 0
     checkpoint_every: int = 250
+    # What the upscaler learns from: "photos" (shrunk and spoilt, above) or "generated" (the
+    # generator's own faces against the true photos, generated_pairs.py).
+    inputs: str = "photos"
+    draws: int = 3  # generated: sketches (and so faces) per photo
+    # The named loss terms' weights. L1 alone picks the mean of the possible details, which is
+    # smooth; the perceptual (darknet-tiny) and adversarial terms ask for a photo's texture.
+    lambda_l1: float = 1.0
+    lambda_perceptual: float = 0.0
+    lambda_gan: float = 0.0
+    ndf: int = 32  # the patch discriminator's width, when lambda_gan > 0
 
 
 def load_photos(root: Path | None = None, folders: tuple[str, ...] = UPSCALER_PHOTO_FOLDERS,
@@ -133,15 +146,122 @@ def learning_rate(config: UpscalerConfig, step: int) -> float:
     return config.lr * (0.01 + 0.99 * 0.5 * (1.0 + math.cos(math.pi * progress)))
 
 
+def batch_of_generated_crops(pairs: generated_pairs.GeneratedPairs, rng: np.random.Generator,
+                             config: UpscalerConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """Aligned crops: patch_size/2 of a generated face and patch_size of its photo at 2x, the
+    crop's centre in the middle 70% of the canvas (the face, mostly)."""
+    half = config.patch_size // 2
+    height, width = pairs.faces.shape[1:3]
+    inputs, targets = [], []
+    for _ in range(config.batch_size):
+        index = rng.integers(len(pairs.faces))
+        top = int(rng.integers(round(0.15 * height), round(0.85 * height) - half + 1))
+        left = int(rng.integers(round(0.15 * width), round(0.85 * width) - half + 1))
+        face = pairs.faces[index, top: top + half, left: left + half]
+        photo = pairs.photos[index, 2 * top: 2 * top + config.patch_size, 2 * left: 2 * left + config.patch_size]
+        if rng.random() < 0.5:
+            face, photo = face[:, ::-1], photo[:, ::-1]
+        inputs.append(image_to_tensor(np.ascontiguousarray(face)))
+        targets.append(image_to_tensor(np.ascontiguousarray(photo)))
+    return torch.stack(inputs), torch.stack(targets)
+
+
+def training_pairs(config: UpscalerConfig, out_dir: Path, data_root: Path | None, generator: str | None):
+    """``next_batch()`` for the configured inputs, and a description of the data for the card."""
+    rng = np.random.default_rng(config.seed)
+    if config.inputs == "photos":
+        photos = load_photos(data_root)
+        return rng, (lambda: batch_of_pairs(photos, rng, config)), {"photos": len(photos), "folders": list(UPSCALER_PHOTO_FOLDERS)}
+    if config.inputs != "generated":
+        raise SystemExit(f"--inputs must be photos or generated, not {config.inputs!r}")
+    pairs, description = generated_training_pairs(out_dir, data_root, generator, config.draws, config.seed)
+    return rng, (lambda: batch_of_generated_crops(pairs, rng, config)), description
+
+
+def generated_training_pairs(out_dir: Path, data_root: Path | None, generator: str | None, draws: int, seed: int,
+                             side: str = "training") -> tuple[generated_pairs.GeneratedPairs, dict]:
+    """The generator's faces for one side of the people split (built once, then read from OUT)."""
+    from ..pipeline import Sketch2Face, load_generator, resolve_model
+
+    model_path = resolve_model(generator)
+    key = {"generator": str(model_path), "generator_sha256": _weights_digest(model_path), "draws": draws, "seed": seed,
+           "side": side, "data_root": str(data_root or data.default_data_root())}
+
+    def build() -> generated_pairs.GeneratedPairs:
+        records = generated_pairs.load_records(data_root)
+        chosen = generated_pairs.split_people(records)[0 if side == "training" else 1]
+        print(f"generating {draws} faces for each of {len(chosen)} {side} photos with {model_path} ...", flush=True)
+        pipeline = Sketch2Face(load_generator(generator))
+        return generated_pairs.make_pairs(pipeline.generate_canvas, chosen, draws, seed)
+
+    pairs = generated_pairs.cached_pairs(out_dir / f"generated_{side}_pairs.npz", key, build)
+    people = {generated_pairs.person_of(name) for name in pairs.names}
+    return pairs, {"photos": len(set(pairs.names)), "people": len(people), "faces": len(pairs.faces),
+                   "folders": list(generated_pairs.GENERATED_PHOTO_FOLDERS), "generator": str(model_path)}
+
+
+def _weights_digest(model_path) -> str:
+    path = Path(model_path) / "model.safetensors"
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.exists() else str(model_path)
+
+
+class UpscalerLosses:
+    """The named terms: ``L1`` and ``perceptual`` against the true photo, ``G_GAN`` from a patch
+    discriminator that has seen real photo patches; ``D_real`` and ``D_fake`` train that
+    discriminator (least squares, unconditional: a generated face and its photo differ in content,
+    so a discriminator shown both would judge the content, not the texture)."""
+
+    def __init__(self, config: UpscalerConfig):
+        self.config = config
+        self.features = None
+        if config.lambda_perceptual > 0:
+            from .darknet import DarknetTiny
+            self.features = DarknetTiny.load().features
+        self.discriminator = None
+        if config.lambda_gan > 0:
+            self.discriminator = PatchDiscriminator(sketch_channels=0, ndf=config.ndf)
+            init_weights(self.discriminator)
+            self.optimiser = torch.optim.Adam(self.discriminator.parameters(), lr=config.lr, betas=(0.5, 0.999))
+
+    def judge(self, photo: torch.Tensor) -> torch.Tensor:
+        return self.discriminator(photo[:, :0], photo)
+
+    def generator_terms(self, upscaled: torch.Tensor, photo: torch.Tensor) -> dict[str, torch.Tensor]:
+        terms = {"L1": F.l1_loss(upscaled, photo)}
+        if self.features is not None:
+            terms["perceptual"] = objectives.perceptual_loss(upscaled, photo, self.features)
+        if self.discriminator is not None:
+            self.discriminator.requires_grad_(False)
+            terms["G_GAN"] = objectives.adversarial_loss(self.judge(upscaled), True, "lsgan", for_discriminator=False)
+            self.discriminator.requires_grad_(True)
+        return terms
+
+    def weighted(self, terms: dict[str, torch.Tensor]) -> torch.Tensor:
+        weights = {"L1": self.config.lambda_l1, "perceptual": self.config.lambda_perceptual, "G_GAN": self.config.lambda_gan}
+        return sum(weights[name] * value for name, value in terms.items())
+
+    def update_discriminator(self, upscaled: torch.Tensor, photo: torch.Tensor) -> dict[str, torch.Tensor]:
+        if self.discriminator is None:
+            return {}
+        terms = {"D_real": objectives.adversarial_loss(self.judge(photo), True, "lsgan"),
+                 "D_fake": objectives.adversarial_loss(self.judge(upscaled.detach()), False, "lsgan")}
+        self.optimiser.zero_grad(set_to_none=True)
+        (0.5 * (terms["D_real"] + terms["D_fake"])).backward()
+        self.optimiser.step()
+        return terms
+
+
 def train_upscaler(config: UpscalerConfig, out_dir: Path, data_root: Path | None = None, resume: bool = False,
-                   max_minutes: float | None = None, log_every: int = 25) -> FaceUpscaler:
-    """Train, checkpointing to OUT/checkpoint.pt, and export OUT/upscaler/ (from_pretrained folder)."""
+                   max_minutes: float | None = None, log_every: int = 25, generator: str | None = None) -> FaceUpscaler:
+    """Train, checkpointing to OUT/checkpoint.pt, and export OUT/upscaler/ (from_pretrained folder).
+    ``generator``: whose faces the "generated" inputs are (default: weights/)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     checkpoint_path = out_dir / "checkpoint.pt"
     torch.manual_seed(config.seed)
     model = FaceUpscaler(channels=config.channels, blocks=config.blocks)
     optimiser = torch.optim.Adam(model.parameters(), lr=config.lr)
-    rng = np.random.default_rng(config.seed)
+    losses = UpscalerLosses(config)
+    rng, next_batch, described = training_pairs(config, out_dir, data_root, generator)
     step, spent_s = 0, 0.0
     if resume and checkpoint_path.exists():
         state = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
@@ -149,16 +269,21 @@ def train_upscaler(config: UpscalerConfig, out_dir: Path, data_root: Path | None
             raise SystemExit(f"--resume: {checkpoint_path} was trained with another configuration: {state['config']}")
         model.load_state_dict(state["model"])
         optimiser.load_state_dict(state["optimiser"])
+        if losses.discriminator is not None:
+            losses.discriminator.load_state_dict(state["discriminator"])
+            losses.optimiser.load_state_dict(state["discriminator_optimiser"])
         rng.bit_generator.state = state["rng"]
         step, spent_s = state["step"], state["spent_s"]
         print(f"resumed from {checkpoint_path} at step {step}")
-    photos = load_photos(data_root)
-    print(f"{len(photos)} photos, {count_parameters(model)} parameters, {config.steps} steps of {config.batch_size}")
+    print(f"{described}, {count_parameters(model)} parameters, {config.steps} steps of {config.batch_size}")
 
     def save() -> None:
         temporary = checkpoint_path.with_suffix(".tmp")
-        torch.save({"config": asdict(config), "model": model.state_dict(), "optimiser": optimiser.state_dict(),
-                    "rng": rng.bit_generator.state, "step": step, "spent_s": spent_s}, temporary)
+        state = {"config": asdict(config), "model": model.state_dict(), "optimiser": optimiser.state_dict(),
+                 "rng": rng.bit_generator.state, "step": step, "spent_s": spent_s}
+        if losses.discriminator is not None:
+            state |= {"discriminator": losses.discriminator.state_dict(), "discriminator_optimiser": losses.optimiser.state_dict()}
+        torch.save(state, temporary)
         temporary.replace(checkpoint_path)  # never a half-written checkpoint
 
     model.train()
@@ -168,18 +293,20 @@ def train_upscaler(config: UpscalerConfig, out_dir: Path, data_root: Path | None
             if max_minutes is not None and time.perf_counter() - started > max_minutes * 60:
                 print(f"stopped by --max-minutes at step {step}")
                 break
-            for group in optimiser.param_groups:
+            for group in optimiser.param_groups + (losses.optimiser.param_groups if losses.discriminator else []):
                 group["lr"] = learning_rate(config, step)
-            inputs, targets = batch_of_pairs(photos, rng, config)
-            losses = {"L1": F.l1_loss(model(inputs), targets)}
+            inputs, targets = next_batch()
+            upscaled = model(inputs)
+            terms = losses.generator_terms(upscaled, targets)
             optimiser.zero_grad(set_to_none=True)
-            sum(losses.values()).backward()
+            losses.weighted(terms).backward()
             optimiser.step()
+            terms |= losses.update_discriminator(upscaled, targets)
             step += 1
             spent_s = time.perf_counter() - started
             if step % log_every == 0 or step == config.steps:
                 record = {"step": step, "seconds": round(spent_s, 1), "lr": optimiser.param_groups[0]["lr"],
-                          **{name: round(value.item(), 5) for name, value in losses.items()}}
+                          **{name: round(value.item(), 5) for name, value in terms.items()}}
                 log.write(json.dumps(record) + "\n")
                 log.flush()
                 print(json.dumps(record), flush=True)
@@ -190,19 +317,41 @@ def train_upscaler(config: UpscalerConfig, out_dir: Path, data_root: Path | None
     export_dir = out_dir / "upscaler"
     model.save_pretrained(export_dir)
     summary = {"config": asdict(config), "steps_done": step, "seconds": round(spent_s), "machine": machine_description("cpu"),
-               "photos": len(photos), "folders": list(UPSCALER_PHOTO_FOLDERS), "parameters": count_parameters(model)}
+               **described, "parameters": count_parameters(model)}
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     (export_dir / "README.md").write_text(model_card(summary, out_dir))
     print(f"exported {export_dir}")
     return model
 
 
-def train_command(config: UpscalerConfig, out_dir: Path) -> str:
+def train_command(config: UpscalerConfig, out_dir: Path, generator: str | None = None) -> str:
     """The CLI call that reproduces a run: only the settings that differ from the defaults."""
     defaults = asdict(UpscalerConfig())
     flags = [f"--out {out_dir.as_posix()}"] + [f"--{name.replace('_', '-')} {value}" for name, value in asdict(config).items()
                                                 if value != defaults[name]]
+    if config.inputs == "generated" and generator is not None and Path(generator).resolve() != DEFAULT_WEIGHTS_DIR.resolve():
+        flags.append(f"--generator {generator}")
     return "python -m sketch2face.training.train_upscaler " + " ".join(flags)
+
+
+def loss_text(config: UpscalerConfig) -> str:
+    terms = [(f"{config.lambda_l1:g} L1", config.lambda_l1), (f"{config.lambda_perceptual:g} perceptual (darknet-tiny)", config.lambda_perceptual),
+             (f"{config.lambda_gan:g} adversarial (least-squares PatchGAN, ndf {config.ndf})", config.lambda_gan)]
+    return "loss " + " + ".join(text for text, weight in terms if weight > 0)
+
+
+def data_text(summary: dict, config: UpscalerConfig) -> str:
+    if config.inputs == "generated":
+        return (f"Data: the generator's ({summary['generator']}) 256x320 faces for {summary['faces']} synthetic sketches "
+                f"({config.draws} a photo, mostly mouse doodles) of {summary['photos']} photos of {summary['people']} people "
+                f"({', '.join(summary['folders'])}; Face Research Lab, CC BY 4.0 / educational use; every "
+                f"{generated_pairs.VALIDATION_EVERY}th person kept out for selection), each against its true photo at "
+                f"512x640 in the same framing; {config.patch_size}x{config.patch_size} crops of the photo.")
+    return (f"Data: {summary['photos']} photos ({', '.join(summary['folders'])}; Face Research Lab, CC BY 4.0 /\n"
+            f"  educational use) at their own resolution or shrunk (x{config.min_photo_scale:g}-1), never enlarged. Each pair\n"
+            f"  is a {config.patch_size}x{config.patch_size} patch and the same patch shrunk to half by area averaging, then\n"
+            f"  spoilt like a generated face: blur (sigma up to {config.max_blur_sigma:g} px), a faint period-2/4/8 checkerboard,\n"
+            f"  JPEG and noise. No sketches and no generator outputs were used.")
 
 
 def model_card(summary: dict, out_dir: Path) -> str:
@@ -228,14 +377,10 @@ The last network stage of [sketch2face](https://huggingface.co/spaces): it takes
 - Images in [-1, 1], RGB, any size; the output is twice the height and width.
 
 ## Training
-- {summary['steps_done']} steps of batch {config.batch_size}, Adam lr {config.lr:g} with cosine decay, L1 loss only,
+- {summary['steps_done']} steps of batch {config.batch_size}, Adam lr {config.lr:g} with cosine decay, {loss_text(config)},
   {summary['seconds'] / 60:.0f} min on {summary['machine']}.
-  `{train_command(config, out_dir)}`
-- Data: {summary['photos']} photos ({', '.join(summary['folders'])}; Face Research Lab, CC BY 4.0 /
-  educational use) at their own resolution or shrunk (x{config.min_photo_scale:g}-1), never enlarged. Each pair
-  is a {config.patch_size}x{config.patch_size} patch and the same patch shrunk to half by area averaging, then
-  spoilt like a generated face: blur (sigma up to {config.max_blur_sigma:g} px), a faint period-2/4/8 checkerboard,
-  JPEG and noise. No sketches and no generator outputs were used.
+  `{train_command(config, out_dir, summary.get('generator'))}`
+- {data_text(summary, config)}
 - Never used: faces/canada (held out: it is what `sketch2face.training.evaluate_upscaler` judges on),
   CUFS test, and the eval doodles and edge maps.
 
@@ -251,6 +396,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--data-root", type=Path, default=None, help="default: $SKETCH2FACE_DATA or ../shared/data")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt if it exists")
     parser.add_argument("--max-minutes", type=float, default=None, help="stop (and export) after this long")
+    parser.add_argument("--generator", default=None, help="--inputs generated: whose faces (default: weights/)")
     for name, value in asdict(UpscalerConfig()).items():
         parser.add_argument(f"--{name.replace('_', '-')}", type=type(value), default=value)
     return parser.parse_args(argv)
@@ -259,7 +405,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     config = UpscalerConfig(**{name: getattr(args, name) for name in asdict(UpscalerConfig())})
-    train_upscaler(config, args.out, args.data_root, resume=args.resume, max_minutes=args.max_minutes)
+    train_upscaler(config, args.out, args.data_root, resume=args.resume, max_minutes=args.max_minutes,
+                   generator=args.generator)
 
 
 if __name__ == "__main__":
