@@ -28,7 +28,7 @@ DELEGATED = {
     "train": ("sketch2face.training.train", "train the pix2pix generator (the [train] extra)"),
     "evaluate": ("sketch2face.training.evaluate", "metrics and grids on the held-out data"),
     "export": ("sketch2face.training.export", "a checkpoint -> weights folder with its model card"),
-    "train-upscaler": ("sketch2face.training.train_upscaler", "train the x2 face upscaler on photos"),
+    "train-upscaler": ("sketch2face.training.train_upscaler", "train the x2 face upscaler (on photos, or on the generator's own faces)"),
     "evaluate-upscaler": ("sketch2face.training.evaluate_upscaler", "the upscaler against plain resizing"),
     "bench": ("benchmarks.bench", "the benchmark (from a clone: benchmarks/ is not installed)"),
 }

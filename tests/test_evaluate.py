@@ -196,3 +196,30 @@ def test_evaluate_upscaler_compares_it_with_resizing_on_held_out_photos_and_gene
     examples = len(list(Path("examples").glob("*.png")))
     assert cv2.imread(str(crops)).shape[:2] == (-(-examples // 2) * (224 + 4) + 4, 4 * (224 + 4) + 4)  # bicubic | upscaler, 2 a row
     assert not (tmp_path / "grid-only").exists()
+
+
+def test_evaluate_upscaler_select_compares_candidates_with_bicubic_on_held_out_people_only(tmp_path, tiny_data_root, capsys):  # noqa: F811
+    import torch
+
+    from sketch2face.networks import FaceUpscaler
+    from sketch2face.training import evaluate_upscaler
+
+    generator, bilinear = tmp_path / "generator", tmp_path / "bilinear"
+    torch.manual_seed(0)
+    UNetGenerator(ngf=4, num_downs=6).save_pretrained(generator)
+    plain = FaceUpscaler(channels=4, blocks=1)
+    with torch.no_grad():  # no correction: this candidate is a bilinear resize
+        plain.to_subpixels.weight.zero_()
+    plain.save_pretrained(bilinear)
+    out = tmp_path / "select"
+    command = ["--select", str(bilinear), "--generator", str(generator), "--out", str(out), "--data-root", str(tiny_data_root)]
+    finished = run_cli(evaluate_upscaler.main, command, capsys)
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    report = json.loads((out / "upscaler_select.json").read_text())
+    # tiny_data_root's one London person is the first (so a held-out) person; 3 sketches of the photo.
+    assert report["validation"]["people"] == 1 and report["validation"]["faces"] == 3
+    rows = report["rows"]
+    assert set(rows) == {"bicubic", str(bilinear)}
+    assert rows[str(bilinear)]["detail_vs_real"] < rows["bicubic"]["detail_vs_real"]  # bilinear is the softer resize
+    assert f"| {bilinear} |" in finished.stdout and "| bicubic |" in finished.stdout
+    assert not (tmp_path / "upscaler").exists() and not list(out.glob("generated_training*"))  # only the held-out side was made

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import replace
+from dataclasses import asdict, replace
 
 import cv2
 import numpy as np
@@ -15,8 +15,13 @@ from sketch2face import ModelLoadError, Sketch2Face, preprocess
 from sketch2face.networks import FaceUpscaler, UNetGenerator
 from sketch2face.pipeline import UPSCALER_SUBFOLDER, load_upscaler
 from sketch2face.restore.alignment import paste_back
+from sketch2face.tensors import image_to_tensor
+from sketch2face.training import generated_pairs
 from sketch2face.training import train_upscaler as training
+from sketch2face.training.data import FaceRecord
 from .drawings import drawing
+from .small_networks import SmallFeatureNetwork
+from .test_data import tiny_data_root  # noqa: F401  (fixture)
 
 
 def test_upscaler_doubles_height_and_width_and_keeps_the_range():
@@ -210,3 +215,127 @@ def test_a_hub_repo_without_an_upscaler_loads_without_one(monkeypatch):
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", no_such_file)
     assert load_upscaler("someone/older-model") is None
     assert asked == [("someone/older-model", UPSCALER_SUBFOLDER, "config.json")]
+
+
+# --- Training on the generator's own faces (generated_pairs.py, --inputs generated) ---
+
+
+
+def _record(name: str) -> FaceRecord:
+    return FaceRecord(name=name, photo=np.zeros((320, 256, 3), np.uint8))
+
+
+def test_the_people_split_keeps_a_persons_photos_together_and_every_eighth_person_out():
+    names = [f"faces/london_neutral/{person:03d}_03.jpg" for person in range(1, 17)]
+    names += [f"faces/london_smiling/{person:03d}_08.jpg" for person in range(1, 17)]
+    names += ["faces/3dsk/f_agata.jpg", "faces/3dsk/m_bob.jpg"]
+    training_side, validation = generated_pairs.split_people([_record(name) for name in names])
+    people = lambda records: {generated_pairs.person_of(record.name) for record in records}  # noqa: E731
+    assert not people(training_side) & people(validation)
+    assert len(training_side) + len(validation) == len(names)
+    # 18 people sorted: 3dsk:f_agata, 3dsk:m_bob, london:001 ... london:016; every eighth from the first
+    assert people(validation) == {"3dsk:f_agata", "london:007", "london:015"}
+    assert {record.name for record in validation} >= {"faces/london_neutral/007_03.jpg", "faces/london_smiling/007_08.jpg"}
+
+
+def _nearest_twice(image: np.ndarray) -> np.ndarray:
+    return np.repeat(np.repeat(image, 2, axis=0), 2, axis=1)
+
+
+def test_generated_crops_line_up_with_their_photo_at_twice_the_size():
+    rng = np.random.default_rng(4)
+    faces = rng.integers(0, 256, (3, 40, 32, 3), dtype=np.uint8)
+    pairs = generated_pairs.GeneratedPairs(faces, np.stack([_nearest_twice(face) for face in faces]), ["doodle"] * 3, ["x"] * 3)
+    config = training.UpscalerConfig(batch_size=12, patch_size=16)
+    inputs, targets = training.batch_of_generated_crops(pairs, rng, config)
+    assert inputs.shape == (12, 3, 8, 8) and targets.shape == (12, 3, 16, 16)
+    # The photo is the face at 2x (nearest), so each target crop is its input crop at 2x, flips included.
+    expected = torch.repeat_interleave(torch.repeat_interleave(inputs, 2, dim=2), 2, dim=3)
+    assert torch.equal(targets, expected)
+    unflipped = [image_to_tensor(np.ascontiguousarray(face[top: top + 8, left: left + 8]))
+                 for face in faces for top in range(40 - 8 + 1) for left in range(32 - 8 + 1)]
+    mirrored = sum(not any(torch.equal(crop, candidate) for candidate in unflipped) for crop in inputs)
+    assert 0 < mirrored < 12  # some crops were mirrored, some not
+
+
+def test_generated_pairs_are_cached_under_the_key_that_made_them(tmp_path):
+    builds = []
+
+    def build():
+        builds.append(1)
+        faces = np.full((2, 8, 6, 3), len(builds), np.uint8)
+        return generated_pairs.GeneratedPairs(faces, np.zeros((2, 16, 12, 3), np.uint8), ["pencil", "doodle"], ["a", "b"])
+
+    cache = tmp_path / "pairs.npz"
+    first = generated_pairs.cached_pairs(cache, {"seed": 1}, build)
+    again = generated_pairs.cached_pairs(cache, {"seed": 1}, build)
+    assert len(builds) == 1 and np.array_equal(first.faces, again.faces) and again.styles == ["pencil", "doodle"]
+    other = generated_pairs.cached_pairs(cache, {"seed": 2}, build)
+    assert len(builds) == 2 and other.faces[0, 0, 0, 0] == 2  # another key: built again and stored in its place
+    assert not list(tmp_path.glob("*.tmp*"))
+
+
+def test_the_adversarial_and_perceptual_terms_fall_in_a_few_real_steps():
+    torch.manual_seed(0)
+    config = training.UpscalerConfig(channels=8, blocks=1, lr=2e-3, lambda_perceptual=0.5, lambda_gan=0.05, ndf=8)
+    losses = training.UpscalerLosses(config, SmallFeatureNetwork().features)
+    upscaler = FaceUpscaler(channels=8, blocks=1)
+    optimiser = torch.optim.Adam(upscaler.parameters(), lr=config.lr)
+    rng = np.random.default_rng(0)
+    # Photos with structure at several scales; the input is each one shrunk and blurred.
+    photos_uint8 = [np.clip(cv2.GaussianBlur(rng.normal(128, 90, (48, 48, 3)), (0, 0), 2.0) * 2 - 128, 0, 255).astype(np.uint8)
+                    for _ in range(4)]
+    small = torch.stack([image_to_tensor(cv2.GaussianBlur(cv2.resize(photo, (24, 24), interpolation=cv2.INTER_AREA), (0, 0), 1.0))
+                         for photo in photos_uint8])
+    photos = torch.stack([image_to_tensor(photo) for photo in photos_uint8])
+    history = []
+    for _ in range(40):
+        upscaled = upscaler(small)
+        terms = losses.generator_terms(upscaled, photos)
+        optimiser.zero_grad()
+        losses.weighted(terms).backward()
+        optimiser.step()
+        terms |= losses.update_discriminator(upscaled, photos)
+        history.append({name: value.item() for name, value in terms.items()})
+    assert set(history[0]) == {"L1", "perceptual", "G_GAN", "D_real", "D_fake"}
+    mean = lambda name, rows: np.mean([row[name] for row in rows])  # noqa: E731
+    for name in ("L1", "perceptual"):
+        assert mean(name, history[-5:]) < 0.8 * mean(name, history[:5]), name
+    discriminator = mean("D_real", history[-5:]) + mean("D_fake", history[-5:])
+    assert discriminator < 0.8 * (mean("D_real", history[:5]) + mean("D_fake", history[:5]))  # it learns to tell them apart
+    # The generator step must not train the discriminator: its weights have no gradient from G_GAN.
+    assert all(parameter.requires_grad for parameter in losses.discriminator.parameters())
+
+
+def _with_more_london_people(root, people: int):
+    """tiny_data_root has one London person, who the split keeps for validation: add more."""
+    import csv
+    photo = cv2.imread(str(root / "faces" / "london_neutral" / "001_03.jpg"))
+    with open(root / "faces" / "eyes.csv", "a", newline="") as handle:
+        for person in range(2, people + 1):
+            cv2.imwrite(str(root / "faces" / "london_neutral" / f"{person:03d}_03.jpg"), np.roll(photo, person, axis=1))
+            csv.writer(handle).writerow([f"london_neutral/{person:03d}_03.jpg", 200.0 + person, 326.0, 312.0 + person, 326.0])
+    return root
+
+
+def test_training_on_generated_faces_logs_every_term_writes_its_card_and_resumes(tiny_data_root, tmp_path):  # noqa: F811
+    root = _with_more_london_people(tiny_data_root, 3)
+    generator = tmp_path / "generator"
+    torch.manual_seed(0)
+    UNetGenerator(ngf=4, num_downs=6).save_pretrained(generator)
+    config = training.UpscalerConfig(channels=4, blocks=1, steps=6, batch_size=2, patch_size=32, inputs="generated", draws=2,
+                                     lambda_perceptual=0.5, lambda_gan=0.05, ndf=8, checkpoint_every=3)
+    out = tmp_path / "run"
+    training.train_upscaler(config, out, root, log_every=1, generator=str(generator),
+                            perceptual_features=SmallFeatureNetwork().features)
+    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert len(log) == 6 and {"L1", "perceptual", "G_GAN", "D_real", "D_fake"} <= set(log[0])
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["photos"] == 2 and summary["faces"] == 4  # persons 002 and 003 (001 is kept out), two sketches each
+    card = (out / "upscaler" / "README.md").read_text()
+    assert "0.5 perceptual (darknet-tiny)" in card and "4 synthetic sketches (2 a photo" in card and f"--generator {generator}" in card
+    assert (out / "generated_training_pairs.npz").exists()
+    FaceUpscaler.from_pretrained(out / "upscaler")
+    training.train_upscaler(config, out, root, resume=True, generator=str(generator),
+                            perceptual_features=SmallFeatureNetwork().features)
+    assert len((out / "log.jsonl").read_text().splitlines()) == 6  # done already: no step more

@@ -3,6 +3,7 @@
     python -m sketch2face.training.evaluate_upscaler --upscaler runs/upscaler/upscaler
     python -m sketch2face.training.evaluate_upscaler                # the one in weights/upscaler
     python -m sketch2face.training.evaluate_upscaler --examples-grid docs/upscaler_crops.jpg --only-grid
+    python -m sketch2face.training.evaluate_upscaler --select runs/upscaler_gen/upscaler --out outputs/select_upscaler
 
 Every method takes a 256x320 canvas-framed face to 512x640: bilinear, bicubic and Lanczos resizing
 (OpenCV) against the upscaler. Three measurements:
@@ -151,6 +152,49 @@ def run(upscaler_dir: Path, generator_model: str | None, out_dir: Path, root: Pa
     return report
 
 
+SELECT_SEED = 1000  # the validation sketches: another draw than any training run's
+
+
+def select(candidates: list[Path], generator_model: str | None, out_dir: Path, root: Path | None = None, draws: int = 3) -> dict:
+    """Choose on people no upscaler trained on: the generator's faces for the held-out side of
+    ``generated_pairs.split_people`` (no augmentation, so the fixed crop is the inner face),
+    bicubic against each candidate, judged at 512x640 against the same people's true photos."""
+    from .train_upscaler import generated_training_pairs
+
+    pairs, described = generated_training_pairs(out_dir, root, generator_model, draws, SELECT_SEED, side="validation")
+    real = list(pairs.photos)
+    real_crops = [face_crop(image) for image in real]
+    real_detail = float(np.mean([detail(crop) for crop in real_crops]))
+    try:
+        judge = kid.MobileNetJudge()
+        real_features = judge.features(real_crops)
+    except (ImportError, FileNotFoundError, ValueError) as error:
+        print(f"warning: KID skipped: {error}", file=sys.stderr)
+        judge, real_features = None, None
+    upscalers = {"bicubic": lambda face: cv2.resize(face, FULL_SIZE, interpolation=cv2.INTER_CUBIC)}
+    for candidate in candidates:
+        upscalers[str(candidate)] = Sketch2Face(load_generator(generator_model), upscaler=FaceUpscaler.from_pretrained(candidate)).upscale
+    report = {"validation": described, "rows": {}}
+    for name, apply in upscalers.items():
+        upscaled = [apply(face) for face in pairs.faces]
+        report["rows"][name] = {**sharpness(judge, real_features, real_detail, upscaled),
+                                "psnr_face": fidelity(real, upscaled)["psnr_face"]}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "upscaler_select.json").write_text(json.dumps(report, indent=2))
+    return report
+
+
+def select_table(report: dict) -> str:
+    described = report["validation"]
+    lines = [f"Held-out people: {described['faces']} generated faces of {described['photos']} photos of {described['people']} people "
+             f"({described['generator']}), 512x640 inner-face crop against their own photos.", "",
+             "| method | KID x1000 | detail vs real | PSNR face (dB) | checkerboard peaks |", "|---|---|---|---|---|"]
+    for name, row in report["rows"].items():
+        kid_text = "n/a" if row["kid_x1000_face_crop"] is None else f"{row['kid_x1000_face_crop']:.1f}"
+        lines.append(f"| {name} | {kid_text} | {row['detail_vs_real']:.2f} | {row['psnr_face']:.2f} | {row['checkerboard_peaks']:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
 def examples_grid(upscaler_dir: Path, generator_model: str | None, examples_dir: Path, out_path: Path) -> Path:
     """For the docs: the inner face of each project-drawn example's generated face at 512x640,
     bicubic beside the upscaler, at 1:1 (two examples a row)."""
@@ -196,7 +240,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--examples-grid", type=Path, default=None,
                         help="also write this PNG: examples/*.png's inner faces, bicubic | upscaler, two examples a row")
     parser.add_argument("--only-grid", action="store_true", help="write the --examples-grid and stop")
+    parser.add_argument("--select", type=Path, nargs="+", default=None, metavar="UPSCALER",
+                        help="compare these upscaler folders with bicubic on held-out training people (for choosing), and stop")
     args = parser.parse_args(argv)
+    if args.select:
+        print(select_table(select(args.select, args.generator, args.out, args.data_root)), end="")
+        return
     if args.examples_grid:
         print(f"wrote {examples_grid(args.upscaler, args.generator, Path('examples'), args.examples_grid)}")
     if args.only_grid:

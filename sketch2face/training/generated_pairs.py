@@ -62,17 +62,20 @@ def load_records(root: Path | None = None, limit: int | None = None) -> list[Fac
     return records
 
 
-def make_pairs(generate_canvas, records: list[FaceRecord], draws: int, seed: int) -> GeneratedPairs:
+def make_pairs(generate_canvas, records: list[FaceRecord], draws: int, seed: int, augment: bool = True) -> GeneratedPairs:
     """``draws`` pairs per photo, each with a style drawn by the generator's training weights
-    (doodles most often) and the training augmentation. ``generate_canvas``: canvas sketch ->
-    canvas face, e.g. ``Sketch2Face.generate_canvas``."""
+    (doodles most often) and, with ``augment``, the training augmentation (without it the face
+    stays where the canvas puts it, for judging a fixed crop). ``generate_canvas``: canvas
+    sketch -> canvas face, e.g. ``Sketch2Face.generate_canvas``."""
+    if not records:
+        raise ValueError("no photos to generate faces for: is the data folder right?")
     names, probabilities = list(PHOTO_STYLE_WEIGHTS), np.array(list(PHOTO_STYLE_WEIGHTS.values()))
     faces, photos, styles, sources = [], [], [], []
     for index, record in enumerate(records):
         for draw in range(draws):
             rng = np.random.default_rng([seed, index, draw])
             style = str(rng.choice(names, p=probabilities / probabilities.sum()))
-            pair = data.make_training_pair(record, style, rng, augment=True, output_scale=2)
+            pair = data.make_training_pair(record, style, rng, augment=augment, output_scale=2)
             faces.append(generate_canvas(pair.sketch))
             photos.append(pair.photo)
             styles.append(style)

@@ -36,6 +36,7 @@ from ..tensors import image_to_tensor
 from . import data, generated_pairs, objectives
 from .data import _refuse_held_out, default_data_root, read_rgb
 from .machine import machine_description
+from .train import load_perceptual_features
 from ..pipeline import DEFAULT_WEIGHTS_DIR
 
 UPSCALER_PHOTO_FOLDERS = ("london_neutral", "london_smiling", "3dsk")
@@ -180,19 +181,22 @@ def training_pairs(config: UpscalerConfig, out_dir: Path, data_root: Path | None
 
 def generated_training_pairs(out_dir: Path, data_root: Path | None, generator: str | None, draws: int, seed: int,
                              side: str = "training") -> tuple[generated_pairs.GeneratedPairs, dict]:
-    """The generator's faces for one side of the people split (built once, then read from OUT)."""
+    """The generator's faces for one side of the people split (built once, then read from OUT).
+    The training side is augmented like the generator's training; the validation side is not, so
+    that a fixed crop is the inner face."""
     from ..pipeline import Sketch2Face, load_generator, resolve_model
 
     model_path = resolve_model(generator)
+    augment = side == "training"
     key = {"generator": str(model_path), "generator_sha256": _weights_digest(model_path), "draws": draws, "seed": seed,
-           "side": side, "data_root": str(data_root or data.default_data_root())}
+           "side": side, "augment": augment, "data_root": str(data_root or data.default_data_root())}
 
     def build() -> generated_pairs.GeneratedPairs:
         records = generated_pairs.load_records(data_root)
         chosen = generated_pairs.split_people(records)[0 if side == "training" else 1]
         print(f"generating {draws} faces for each of {len(chosen)} {side} photos with {model_path} ...", flush=True)
         pipeline = Sketch2Face(load_generator(generator))
-        return generated_pairs.make_pairs(pipeline.generate_canvas, chosen, draws, seed)
+        return generated_pairs.make_pairs(pipeline.generate_canvas, chosen, draws, seed, augment)
 
     pairs = generated_pairs.cached_pairs(out_dir / f"generated_{side}_pairs.npz", key, build)
     people = {generated_pairs.person_of(name) for name in pairs.names}
@@ -211,12 +215,12 @@ class UpscalerLosses:
     discriminator (least squares, unconditional: a generated face and its photo differ in content,
     so a discriminator shown both would judge the content, not the texture)."""
 
-    def __init__(self, config: UpscalerConfig):
+    def __init__(self, config: UpscalerConfig, perceptual_features: objectives.FeatureNetwork | None = None):
+        """``perceptual_features`` replaces darknet-tiny's feature maps when given."""
         self.config = config
         self.features = None
         if config.lambda_perceptual > 0:
-            from .darknet import DarknetTiny
-            self.features = DarknetTiny.load().features
+            self.features = perceptual_features or load_perceptual_features(torch.device("cpu"))
         self.discriminator = None
         if config.lambda_gan > 0:
             self.discriminator = PatchDiscriminator(sketch_channels=0, ndf=config.ndf)
@@ -252,15 +256,17 @@ class UpscalerLosses:
 
 
 def train_upscaler(config: UpscalerConfig, out_dir: Path, data_root: Path | None = None, resume: bool = False,
-                   max_minutes: float | None = None, log_every: int = 25, generator: str | None = None) -> FaceUpscaler:
+                   max_minutes: float | None = None, log_every: int = 25, generator: str | None = None,
+                   perceptual_features: objectives.FeatureNetwork | None = None) -> FaceUpscaler:
     """Train, checkpointing to OUT/checkpoint.pt, and export OUT/upscaler/ (from_pretrained folder).
-    ``generator``: whose faces the "generated" inputs are (default: weights/)."""
+    ``generator``: whose faces the "generated" inputs are (default: weights/);
+    ``perceptual_features``: replaces darknet-tiny (tests)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     checkpoint_path = out_dir / "checkpoint.pt"
     torch.manual_seed(config.seed)
     model = FaceUpscaler(channels=config.channels, blocks=config.blocks)
     optimiser = torch.optim.Adam(model.parameters(), lr=config.lr)
-    losses = UpscalerLosses(config)
+    losses = UpscalerLosses(config, perceptual_features)
     rng, next_batch, described = training_pairs(config, out_dir, data_root, generator)
     step, spent_s = 0, 0.0
     if resume and checkpoint_path.exists():
