@@ -64,6 +64,10 @@ class UpscalerConfig:
     lambda_perceptual: float = 0.0
     lambda_gan: float = 0.0
     ndf: int = 32  # the patch discriminator's width, when lambda_gan > 0
+    # generated: a sketch does not say what colour a face is, so the photo teaches only detail.
+    # Below this scale (Gaussian sigma, in output pixels) the target keeps the generator's own
+    # image and the discriminator sees only what is above it. 0: the photo as it is.
+    low_pass_sigma: float = 0.0
 
 
 def load_photos(root: Path | None = None, folders: tuple[str, ...] = UPSCALER_PHOTO_FOLDERS,
@@ -201,12 +205,36 @@ def generated_training_pairs(out_dir: Path, data_root: Path | None, generator: s
     pairs = generated_pairs.cached_pairs(out_dir / f"generated_{side}_pairs.npz", key, build)
     people = {generated_pairs.person_of(name) for name in pairs.names}
     return pairs, {"photos": len(set(pairs.names)), "people": len(people), "faces": len(pairs.faces),
-                   "folders": list(generated_pairs.GENERATED_PHOTO_FOLDERS), "generator": str(model_path)}
+                   "folders": list(generated_pairs.GENERATED_PHOTO_FOLDERS), "generator": _generator_name(model_path)}
+
+
+def _generator_name(model_path) -> str:
+    """How the card names the generator: ``weights/`` for the shipped one, else as given."""
+    if isinstance(model_path, Path) and model_path.resolve() == DEFAULT_WEIGHTS_DIR.resolve():
+        return "weights/"
+    return str(model_path)
 
 
 def _weights_digest(model_path) -> str:
     path = Path(model_path) / "model.safetensors"
     return hashlib.sha256(path.read_bytes()).hexdigest() if path.exists() else str(model_path)
+
+
+def gaussian_blur(images: torch.Tensor, sigma: float) -> torch.Tensor:
+    """A separable Gaussian blur (reflected borders) that gradients flow through."""
+    radius = max(1, math.ceil(3 * sigma))
+    offsets = torch.arange(-radius, radius + 1, dtype=images.dtype, device=images.device)
+    kernel = torch.exp(-0.5 * (offsets / sigma) ** 2)
+    kernel = (kernel / kernel.sum()).repeat(images.shape[1], 1, 1, 1)  # (C, 1, 1, K): one per channel
+    blurred = F.conv2d(F.pad(images, (radius, radius, 0, 0), mode="reflect"), kernel, groups=images.shape[1])
+    return F.conv2d(F.pad(blurred, (0, 0, radius, radius), mode="reflect"), kernel.transpose(2, 3), groups=images.shape[1])
+
+
+def keep_generator_colours(faces: torch.Tensor, photos: torch.Tensor, sigma: float) -> torch.Tensor:
+    """The target: the photo's detail above ``sigma`` on the generated face's own colours and
+    shading below it (the face enlarged bilinearly, as the upscaler's base is)."""
+    base = F.interpolate(faces, size=photos.shape[-2:], mode="bilinear", align_corners=False)
+    return (photos - gaussian_blur(photos, sigma) + gaussian_blur(base, sigma)).clamp(-1.0, 1.0)
 
 
 class UpscalerLosses:
@@ -228,6 +256,8 @@ class UpscalerLosses:
             self.optimiser = torch.optim.Adam(self.discriminator.parameters(), lr=config.lr, betas=(0.5, 0.999))
 
     def judge(self, photo: torch.Tensor) -> torch.Tensor:
+        if self.config.low_pass_sigma > 0:  # texture only: colours are the generator's to choose
+            photo = photo - gaussian_blur(photo, self.config.low_pass_sigma)
         return self.discriminator(photo[:, :0], photo)
 
     def generator_terms(self, upscaled: torch.Tensor, photo: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -302,6 +332,8 @@ def train_upscaler(config: UpscalerConfig, out_dir: Path, data_root: Path | None
             for group in optimiser.param_groups + (losses.optimiser.param_groups if losses.discriminator else []):
                 group["lr"] = learning_rate(config, step)
             inputs, targets = next_batch()
+            if config.inputs == "generated" and config.low_pass_sigma > 0:
+                targets = keep_generator_colours(inputs, targets, config.low_pass_sigma)
             upscaled = model(inputs)
             terms = losses.generator_terms(upscaled, targets)
             optimiser.zero_grad(set_to_none=True)
@@ -335,7 +367,7 @@ def train_command(config: UpscalerConfig, out_dir: Path, generator: str | None =
     defaults = asdict(UpscalerConfig())
     flags = [f"--out {out_dir.as_posix()}"] + [f"--{name.replace('_', '-')} {value}" for name, value in asdict(config).items()
                                                 if value != defaults[name]]
-    if config.inputs == "generated" and generator is not None and Path(generator).resolve() != DEFAULT_WEIGHTS_DIR.resolve():
+    if config.inputs == "generated" and generator not in (None, "weights/"):
         flags.append(f"--generator {generator}")
     return "python -m sketch2face.training.train_upscaler " + " ".join(flags)
 
@@ -352,7 +384,10 @@ def data_text(summary: dict, config: UpscalerConfig) -> str:
                 f"({config.draws} a photo, mostly mouse doodles) of {summary['photos']} photos of {summary['people']} people "
                 f"({', '.join(summary['folders'])}; Face Research Lab, CC BY 4.0 / educational use; every "
                 f"{generated_pairs.VALIDATION_EVERY}th person kept out for selection), each against its true photo at "
-                f"512x640 in the same framing; {config.patch_size}x{config.patch_size} crops of the photo.")
+                f"512x640 in the same framing; {config.patch_size}x{config.patch_size} crops of the photo."
+                + (f" The target keeps the generated face's own colours and shading below a Gaussian sigma of "
+                   f"{config.low_pass_sigma:g} px and takes only the detail above it from the photo; the discriminator "
+                   f"sees only that detail." if config.low_pass_sigma > 0 else ""))
     return (f"Data: {summary['photos']} photos ({', '.join(summary['folders'])}; Face Research Lab, CC BY 4.0 /\n"
             f"  educational use) at their own resolution or shrunk (x{config.min_photo_scale:g}-1), never enlarged. Each pair\n"
             f"  is a {config.patch_size}x{config.patch_size} patch and the same patch shrunk to half by area averaging, then\n"
@@ -392,8 +427,15 @@ The last network stage of [sketch2face](https://huggingface.co/spaces): it takes
 
 ## Limits
 - It sharpens what the generator painted; it cannot add a likeness or features that are not there.
-- Trained on young adults' frontal photos; other content is upscaled less well.
+- Trained on young adults' frontal photos; other content is upscaled less well.{generated_limits(config)}
 """
+
+
+def generated_limits(config: UpscalerConfig) -> str:
+    if config.inputs != "generated" or config.low_pass_sigma > 0:
+        return ""
+    return ("\n- It learned the photos' colours too: it pulls a face's background and skin towards those of the London and"
+            "\n  3DSK photos (grey-white backgrounds), which can change a face's colouring, not only its sharpness.")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
