@@ -221,5 +221,6 @@ def test_evaluate_upscaler_select_compares_candidates_with_bicubic_on_held_out_p
     rows = report["rows"]
     assert set(rows) == {"bicubic", str(bilinear)}
     assert rows[str(bilinear)]["detail_vs_real"] < rows["bicubic"]["detail_vs_real"]  # bilinear is the softer resize
+    assert rows["bicubic"]["colour_shift"] == 0.0 and 0.0 < rows[str(bilinear)]["colour_shift"] < 3.0  # resizing keeps colours
     assert f"| {bilinear} |" in finished.stdout and "| bicubic |" in finished.stdout
     assert not (tmp_path / "upscaler").exists() and not list(out.glob("generated_training*"))  # only the held-out side was made

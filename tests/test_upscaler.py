@@ -339,3 +339,26 @@ def test_training_on_generated_faces_logs_every_term_writes_its_card_and_resumes
     training.train_upscaler(config, out, root, resume=True, generator=str(generator),
                             perceptual_features=SmallFeatureNetwork().features)
     assert len((out / "log.jsonl").read_text().splitlines()) == 6  # done already: no step more
+
+
+def test_the_detail_target_keeps_the_generated_faces_colours_and_the_photos_detail():
+    torch.manual_seed(2)
+    smooth = lambda shape: torch.nn.functional.interpolate(torch.rand(shape) * 2 - 1, size=(96, 96), mode="bicubic",  # noqa: E731
+                                                           align_corners=False).clamp(-0.6, 0.6)
+    photos = smooth((2, 3, 6, 6)) * 0.5 + (torch.rand(2, 3, 96, 96) - 0.5) * 0.3  # coarse colours + fine detail
+    faces = smooth((2, 3, 6, 6))[..., ::2, ::2] * 0.5  # other coarse colours, half size, no detail
+    target = training.keep_generator_colours(faces, photos, sigma=6.0)
+    base = torch.nn.functional.interpolate(faces, size=(96, 96), mode="bilinear", align_corners=False)
+    coarse = lambda images: training.gaussian_blur(images, 16.0)  # noqa: E731  (well below the split)
+    fine = lambda images: images - training.gaussian_blur(images, 1.0)  # noqa: E731  (well above it)
+    mean_difference = lambda a, b: (a - b).abs().mean().item()  # noqa: E731
+    assert mean_difference(coarse(target), coarse(base)) < 0.2 * mean_difference(coarse(photos), coarse(base))  # the face's colours
+    assert mean_difference(fine(target), fine(photos)) < 0.2 * mean_difference(fine(base), fine(photos))  # the photo's detail
+
+
+def test_gaussian_blur_keeps_a_flat_image_and_lets_gradients_through():
+    flat = torch.full((1, 3, 20, 24), 0.25, requires_grad=True)
+    blurred = training.gaussian_blur(flat, 2.0)
+    assert blurred.shape == flat.shape and torch.allclose(blurred, torch.full_like(blurred, 0.25), atol=1e-6)
+    blurred.sum().backward()
+    assert flat.grad is not None and flat.grad.abs().sum() > 0
