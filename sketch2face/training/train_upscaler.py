@@ -1,14 +1,23 @@
-"""Train the x2 face upscaler (sketch2face.networks.FaceUpscaler) on full-resolution photos.
+"""Train the x2 face upscaler (sketch2face.networks.FaceUpscaler).
 
-    python -m sketch2face.training.train_upscaler --out runs/upscaler              # ~50 min on 2 CPU cores
+    python -m sketch2face.training.train_upscaler --out runs/upscaler              # on photos, ~50 min on 2 CPU cores
     python -m sketch2face.training.train_upscaler --out runs/upscaler --resume     # carry on from the checkpoint
     python -m sketch2face.training.train_upscaler --out /tmp/smoke --steps 20      # seconds
+    python -m sketch2face.training.train_upscaler --out runs/upscaler_detail --inputs generated --batch-size 16 \
+        --steps 2500 --lambda-perceptual 0.5 --lambda-gan 0.05 --low-pass-sigma 6  # on the generator's faces
 
-It needs no sketches: a pair is a patch of a real photo (the target) and the same patch shrunk to
-half size the way the training pipeline makes canvas photos (area averaging), then spoilt like a
-generated face (a random blur, a faint checkerboard, JPEG and noise), so that the upscaler learns
-to sharpen what the generator paints, not only clean photos, and to drop a checkerboard rather
-than sharpen it. The loss is one named term, ``L1``.
+Two kinds of input (``--inputs``):
+
+- ``photos``: no sketches. A pair is a patch of a real photo (the target) and the same patch
+  shrunk to half size the way the training pipeline makes canvas photos (area averaging), then
+  spoilt like a generated face (a random blur, a faint checkerboard, JPEG and noise).
+- ``generated``: the generator's own 256x320 faces for synthetic sketches of the photos, against
+  the true photos at 512x640 (generated_pairs.py), so it learns to fix what the generator paints.
+  A sketch does not say what colour a face is, so ``--low-pass-sigma`` makes the photo teach only
+  its detail: below that scale the target keeps the generated face's own colours.
+
+The loss terms are named and weighted: ``L1``, ``perceptual`` (darknet-tiny) and ``G_GAN`` for the
+upscaler; ``D_real`` and ``D_fake`` for its patch discriminator.
 
 Photos: london_neutral, london_smiling and 3dsk at their own resolution, never enlarged (their
 faces are about as big as a 512x640 output's). CUFS photos (200x250) are too small to teach
