@@ -418,8 +418,8 @@ def uncanvas(face: np.ndarray, sketch: NormalisedSketch, size: tuple[int, int] |
             [0.0, k_y / (s * canvas_scale), -k_y * ty / s],
         ]
     )
-    # Enlarged faces use bicubic: on generated faces it beats bilinear, Lanczos and the learned
-    # x2 upscaler under the realism judge (docs/upscaler.md).
+    # Enlarged faces use bicubic: of the plain resizers it is the one the realism judge prefers on
+    # generated faces. (When the weights have an upscaler, the face arrives here already at 2x.)
     warped = _warp_scale_translate(face, to_output, (width, height), border_value=None, enlarge_with=cv2.INTER_CUBIC)
     # Where the output frame reaches past the canvas, continue with the generated background
     # colour, blended over a soft seam, instead of smearing the canvas edge outwards.
