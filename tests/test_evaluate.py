@@ -152,12 +152,34 @@ def test_checkerboard_peaks_find_a_faint_period_2_4_8_pattern_and_not_plain_text
     assert clean < 1.5 and checkered > 3 * clean
 
 
-def test_evaluate_upscaler_compares_it_with_resizing_on_held_out_photos_and_generated_faces(tmp_path, tiny_data_root, capsys):  # noqa: F811
-    import csv
-
+def tiny_generator_and_bilinear_upscaler(folder: Path) -> tuple[Path, Path]:
+    """Saved folders: a tiny untrained generator, and an upscaler without a correction (a bilinear resize)."""
     import torch
 
     from sketch2face.networks import FaceUpscaler
+
+    generator, upscaler = folder / "generator", folder / "upscaler"
+    torch.manual_seed(0)
+    UNetGenerator(ngf=4, num_downs=6).save_pretrained(generator)
+    plain = FaceUpscaler(channels=4, blocks=1)
+    with torch.no_grad():
+        plain.to_subpixels.weight.zero_()
+    plain.save_pretrained(upscaler)
+    return generator, upscaler
+
+
+def evaluate_upscaler_report(command: list[str], capsys, report_path: Path):
+    """Run evaluate_upscaler's CLI; it must succeed; returns its output and the report it wrote."""
+    from sketch2face.training import evaluate_upscaler
+
+    finished = run_cli(evaluate_upscaler.main, command, capsys)
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    return finished, json.loads(report_path.read_text())
+
+
+def test_evaluate_upscaler_compares_it_with_resizing_on_held_out_photos_and_generated_faces(tmp_path, tiny_data_root, capsys):  # noqa: F811
+    import csv
+
     from sketch2face.training import evaluate_upscaler
 
     root = complete_tiny_root(tiny_data_root)
@@ -167,17 +189,10 @@ def test_evaluate_upscaler_compares_it_with_resizing_on_held_out_photos_and_gene
     cv2.imwrite(str(root / "faces" / "3dsk" / "f_001.jpg"), face)
     with open(root / "faces" / "eyes.csv", "a", newline="") as handle:
         csv.writer(handle).writerows([["canada/004m.jpg", 206.0, 326.0, 318.0, 326.0], ["3dsk/f_001.jpg", 200.0, 326.0, 312.0, 326.0]])
-    generator, upscaler = tmp_path / "generator", tmp_path / "upscaler"
-    UNetGenerator(ngf=4, num_downs=6).save_pretrained(generator)
-    plain = FaceUpscaler(channels=4, blocks=1)
-    with torch.no_grad():  # no correction: the upscaler is a bilinear resize
-        plain.to_subpixels.weight.zero_()
-    plain.save_pretrained(upscaler)
+    generator, upscaler = tiny_generator_and_bilinear_upscaler(tmp_path)
     out = tmp_path / "eval"
     command = ["--upscaler", str(upscaler), "--generator", str(generator), "--out", str(out), "--data-root", str(root)]
-    finished = run_cli(evaluate_upscaler.main, command, capsys)
-    assert finished.returncode == 0, finished.stderr[-2000:]
-    report = json.loads((out / "upscaler_metrics.json").read_text())
+    finished, report = evaluate_upscaler_report(command, capsys, out / "upscaler_metrics.json")
     assert report["canada_photos"] == 2
     for kind in ("clean", "soft"):
         rows = report["photos"][kind]
@@ -199,23 +214,10 @@ def test_evaluate_upscaler_compares_it_with_resizing_on_held_out_photos_and_gene
 
 
 def test_evaluate_upscaler_select_compares_candidates_with_bicubic_on_held_out_people_only(tmp_path, tiny_data_root, capsys):  # noqa: F811
-    import torch
-
-    from sketch2face.networks import FaceUpscaler
-    from sketch2face.training import evaluate_upscaler
-
-    generator, bilinear = tmp_path / "generator", tmp_path / "bilinear"
-    torch.manual_seed(0)
-    UNetGenerator(ngf=4, num_downs=6).save_pretrained(generator)
-    plain = FaceUpscaler(channels=4, blocks=1)
-    with torch.no_grad():  # no correction: this candidate is a bilinear resize
-        plain.to_subpixels.weight.zero_()
-    plain.save_pretrained(bilinear)
+    generator, bilinear = tiny_generator_and_bilinear_upscaler(tmp_path)
     out = tmp_path / "select"
     command = ["--select", str(bilinear), "--generator", str(generator), "--out", str(out), "--data-root", str(tiny_data_root)]
-    finished = run_cli(evaluate_upscaler.main, command, capsys)
-    assert finished.returncode == 0, finished.stderr[-2000:]
-    report = json.loads((out / "upscaler_select.json").read_text())
+    finished, report = evaluate_upscaler_report(command, capsys, out / "upscaler_select.json")
     # tiny_data_root's one London person is the first (so a held-out) person; 3 sketches of the photo.
     assert report["validation"]["people"] == 1 and report["validation"]["faces"] == 3
     rows = report["rows"]
@@ -223,4 +225,4 @@ def test_evaluate_upscaler_select_compares_candidates_with_bicubic_on_held_out_p
     assert rows[str(bilinear)]["detail_vs_real"] < rows["bicubic"]["detail_vs_real"]  # bilinear is the softer resize
     assert rows["bicubic"]["colour_shift"] == 0.0 and 0.0 < rows[str(bilinear)]["colour_shift"] < 3.0  # resizing keeps colours
     assert f"| {bilinear} |" in finished.stdout and "| bicubic |" in finished.stdout
-    assert not (tmp_path / "upscaler").exists() and not list(out.glob("generated_training*"))  # only the held-out side was made
+    assert (out / "generated_validation_pairs.npz").exists() and not list(out.glob("generated_training*"))  # only the held-out side
