@@ -19,6 +19,8 @@ Publishing is one more step, with a write token (not possible on the offline bui
         UNetGenerator.from_pretrained('weights').push_to_hub('USER/sketch2face-pix2pix')"
     # then upload weights/README.md as the repo's model card:
     huggingface-cli upload USER/sketch2face-pix2pix weights/README.md README.md
+    # and the x2 upscaler, which the pipeline loads from the repo's upscaler/ subfolder:
+    huggingface-cli upload USER/sketch2face-pix2pix weights/upscaler upscaler
 """
 
 from __future__ import annotations
