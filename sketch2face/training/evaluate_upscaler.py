@@ -38,7 +38,7 @@ import cv2
 import numpy as np
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from . import data, kid, styles
+from . import data, generated_pairs, kid, styles
 from .evaluate import checkerboard_peaks, grid, save_rgb
 from .. import preprocess
 from ..networks import FaceUpscaler
@@ -84,6 +84,16 @@ def fidelity(real: list[np.ndarray], upscaled: list[np.ndarray]) -> dict[str, fl
     }
 
 
+def load_judge(real_crops: list[np.ndarray]):
+    """The KID judge and its features of the real crops; (None, None) with a warning when it can't run."""
+    try:
+        judge = kid.MobileNetJudge()
+        return judge, judge.features(real_crops)
+    except (ImportError, FileNotFoundError, ValueError) as error:
+        print(f"warning: KID skipped: {error}", file=sys.stderr)
+        return None, None
+
+
 def sharpness(judge, real_features: np.ndarray, real_detail: float, upscaled: list[np.ndarray]) -> dict[str, float | None]:
     crops = [face_crop(image) for image in upscaled]
     row: dict[str, float | None] = {"detail_vs_real": float(np.mean([detail(crop) for crop in crops]) / real_detail),
@@ -116,12 +126,7 @@ def run(upscaler_dir: Path, generator_model: str | None, out_dir: Path, root: Pa
     real = [record.photo_full for record in records]
     inputs = {"clean": [record.photo for record in records],
               "soft": [cv2.GaussianBlur(record.photo, (0, 0), SOFT_SIGMA) for record in records]}
-    try:
-        judge = kid.MobileNetJudge()
-        real_features = judge.features([face_crop(image) for image in real])
-    except (ImportError, FileNotFoundError, ValueError) as error:
-        print(f"warning: KID skipped: {error}", file=sys.stderr)
-        judge, real_features = None, None
+    judge, real_features = load_judge([face_crop(image) for image in real])
     real_detail = float(np.mean([detail(face_crop(image)) for image in real]))
     generated = generated_faces(pipeline, root, records)
 
@@ -159,29 +164,19 @@ def select(candidates: list[Path], generator_model: str | None, out_dir: Path, r
     """Choose on people no upscaler trained on: the generator's faces for the held-out side of
     ``generated_pairs.split_people`` (no augmentation, so the fixed crop is the inner face),
     bicubic against each candidate, judged at 512x640 against the same people's true photos."""
-    from .train_upscaler import generated_training_pairs
-
-    pairs, described = generated_training_pairs(out_dir, root, generator_model, draws, SELECT_SEED, side="validation")
+    pairs, described = generated_pairs.pairs_for_side(out_dir, root, generator_model, draws, SELECT_SEED, side="validation")
     real = list(pairs.photos)
-    real_crops = [face_crop(image) for image in real]
-    real_detail = float(np.mean([detail(crop) for crop in real_crops]))
-    try:
-        judge = kid.MobileNetJudge()
-        real_features = judge.features(real_crops)
-    except (ImportError, FileNotFoundError, ValueError) as error:
-        print(f"warning: KID skipped: {error}", file=sys.stderr)
-        judge, real_features = None, None
-    upscalers = {"bicubic": lambda face: cv2.resize(face, FULL_SIZE, interpolation=cv2.INTER_CUBIC)}
+    judge, real_features = load_judge([face_crop(image) for image in real])
+    real_detail = float(np.mean([detail(face_crop(image)) for image in real]))
+    bicubic = [cv2.resize(face, FULL_SIZE, interpolation=RESIZERS["bicubic"]) for face in pairs.faces]
+    upscaled_by = {"bicubic": bicubic}
     for candidate in candidates:
-        upscalers[str(candidate)] = Sketch2Face(load_generator(generator_model), upscaler=FaceUpscaler.from_pretrained(candidate)).upscale
-    report = {"validation": described, "rows": {}}
-    bicubic = None
-    for name, apply in upscalers.items():
-        upscaled = [apply(face) for face in pairs.faces]
-        bicubic = bicubic or upscaled
-        report["rows"][name] = {**sharpness(judge, real_features, real_detail, upscaled),
-                                "psnr_face": fidelity(real, upscaled)["psnr_face"],
-                                "colour_shift": colour_shift(bicubic, upscaled)}
+        upscale = served_pipeline(generator_model, candidate).upscale
+        upscaled_by[str(candidate)] = [upscale(face) for face in pairs.faces]
+    rows = {name: {**sharpness(judge, real_features, real_detail, upscaled), "psnr_face": fidelity(real, upscaled)["psnr_face"],
+                   "colour_shift": colour_shift(bicubic, upscaled)}
+            for name, upscaled in upscaled_by.items()}
+    report = {"validation": described, "rows": rows}
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "upscaler_select.json").write_text(json.dumps(report, indent=2))
     return report

@@ -16,6 +16,7 @@ Building 1,000 pairs takes a few minutes on 2 CPU cores (sketch styles, dlib, th
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import NamedTuple
@@ -24,6 +25,7 @@ import numpy as np
 
 from . import data
 from .data import PHOTO_STYLE_WEIGHTS, FaceRecord
+from ..pipeline import DEFAULT_WEIGHTS_DIR, Sketch2Face, load_generator, resolve_model
 
 GENERATED_PHOTO_FOLDERS = ("london_neutral", "london_smiling", "3dsk")
 VALIDATION_EVERY = 8  # every 8th person is kept for selection
@@ -98,3 +100,36 @@ def cached_pairs(cache: Path, key: dict, build) -> GeneratedPairs:
              names=np.array(pairs.names))
     temporary.replace(cache)
     return pairs
+
+
+def pairs_for_side(out_dir: Path, data_root: Path | None, generator: str | None, draws: int, seed: int,
+                   side: str = "training") -> tuple[GeneratedPairs, dict]:
+    """The generator's faces for one side of the people split, built once and then read from
+    ``OUT/generated_{side}_pairs.npz``, with a description for the model card. The training side
+    is augmented like the generator's training; the validation side is not, so that a fixed crop
+    is the inner face."""
+    model_path = resolve_model(generator)
+    augment = side == "training"
+    key = {"generator": str(model_path), "generator_sha256": _weights_digest(model_path), "draws": draws, "seed": seed,
+           "side": side, "augment": augment, "data_root": str(data_root or data.default_data_root())}
+
+    def build() -> GeneratedPairs:
+        chosen = split_people(load_records(data_root))[0 if side == "training" else 1]
+        print(f"generating {draws} faces for each of {len(chosen)} {side} photos with {model_path} ...", flush=True)
+        return make_pairs(Sketch2Face(load_generator(generator)).generate_canvas, chosen, draws, seed, augment)
+
+    pairs = cached_pairs(out_dir / f"generated_{side}_pairs.npz", key, build)
+    return pairs, {"photos": len(set(pairs.names)), "people": len({person_of(name) for name in pairs.names}),
+                   "faces": len(pairs.faces), "folders": list(GENERATED_PHOTO_FOLDERS), "generator": _generator_name(model_path)}
+
+
+def _generator_name(model_path) -> str:
+    """How the card names the generator: ``weights/`` for the shipped one, else as given."""
+    if isinstance(model_path, Path) and model_path.resolve() == DEFAULT_WEIGHTS_DIR.resolve():
+        return "weights/"
+    return str(model_path)
+
+
+def _weights_digest(model_path) -> str:
+    path = Path(model_path) / "model.safetensors"
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.exists() else str(model_path)

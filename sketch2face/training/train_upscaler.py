@@ -28,7 +28,6 @@ stays held out: evaluate_upscaler judges on it.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import math
 import time
@@ -42,11 +41,9 @@ import torch.nn.functional as F
 
 from ..networks import FaceUpscaler, PatchDiscriminator, count_parameters, init_weights
 from ..tensors import image_to_tensor
-from . import data, generated_pairs, objectives
+from . import generated_pairs, objectives
 from .data import _refuse_held_out, default_data_root, read_rgb
 from .machine import machine_description
-from .train import load_perceptual_features
-from ..pipeline import DEFAULT_WEIGHTS_DIR
 
 UPSCALER_PHOTO_FOLDERS = ("london_neutral", "london_smiling", "3dsk")
 
@@ -188,45 +185,15 @@ def training_pairs(config: UpscalerConfig, out_dir: Path, data_root: Path | None
         return rng, (lambda: batch_of_pairs(photos, rng, config)), {"photos": len(photos), "folders": list(UPSCALER_PHOTO_FOLDERS)}
     if config.inputs != "generated":
         raise SystemExit(f"--inputs must be photos or generated, not {config.inputs!r}")
-    pairs, description = generated_training_pairs(out_dir, data_root, generator, config.draws, config.seed)
-    return rng, (lambda: batch_of_generated_crops(pairs, rng, config)), description
+    pairs, description = generated_pairs.pairs_for_side(out_dir, data_root, generator, config.draws, config.seed)
 
+    def next_batch() -> tuple[torch.Tensor, torch.Tensor]:
+        faces, photos = batch_of_generated_crops(pairs, rng, config)
+        if config.low_pass_sigma > 0:
+            photos = keep_generator_colours(faces, photos, config.low_pass_sigma)
+        return faces, photos
 
-def generated_training_pairs(out_dir: Path, data_root: Path | None, generator: str | None, draws: int, seed: int,
-                             side: str = "training") -> tuple[generated_pairs.GeneratedPairs, dict]:
-    """The generator's faces for one side of the people split (built once, then read from OUT).
-    The training side is augmented like the generator's training; the validation side is not, so
-    that a fixed crop is the inner face."""
-    from ..pipeline import Sketch2Face, load_generator, resolve_model
-
-    model_path = resolve_model(generator)
-    augment = side == "training"
-    key = {"generator": str(model_path), "generator_sha256": _weights_digest(model_path), "draws": draws, "seed": seed,
-           "side": side, "augment": augment, "data_root": str(data_root or data.default_data_root())}
-
-    def build() -> generated_pairs.GeneratedPairs:
-        records = generated_pairs.load_records(data_root)
-        chosen = generated_pairs.split_people(records)[0 if side == "training" else 1]
-        print(f"generating {draws} faces for each of {len(chosen)} {side} photos with {model_path} ...", flush=True)
-        pipeline = Sketch2Face(load_generator(generator))
-        return generated_pairs.make_pairs(pipeline.generate_canvas, chosen, draws, seed, augment)
-
-    pairs = generated_pairs.cached_pairs(out_dir / f"generated_{side}_pairs.npz", key, build)
-    people = {generated_pairs.person_of(name) for name in pairs.names}
-    return pairs, {"photos": len(set(pairs.names)), "people": len(people), "faces": len(pairs.faces),
-                   "folders": list(generated_pairs.GENERATED_PHOTO_FOLDERS), "generator": _generator_name(model_path)}
-
-
-def _generator_name(model_path) -> str:
-    """How the card names the generator: ``weights/`` for the shipped one, else as given."""
-    if isinstance(model_path, Path) and model_path.resolve() == DEFAULT_WEIGHTS_DIR.resolve():
-        return "weights/"
-    return str(model_path)
-
-
-def _weights_digest(model_path) -> str:
-    path = Path(model_path) / "model.safetensors"
-    return hashlib.sha256(path.read_bytes()).hexdigest() if path.exists() else str(model_path)
+    return rng, next_batch, description
 
 
 def gaussian_blur(images: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -256,8 +223,11 @@ class UpscalerLosses:
         """``perceptual_features`` replaces darknet-tiny's feature maps when given."""
         self.config = config
         self.features = None
+        if config.lambda_perceptual > 0 and perceptual_features is None:
+            from .train import load_perceptual_features  # train.py needs accelerate: only when this term is on
+            perceptual_features = load_perceptual_features(torch.device("cpu"))
         if config.lambda_perceptual > 0:
-            self.features = perceptual_features or load_perceptual_features(torch.device("cpu"))
+            self.features = perceptual_features
         self.discriminator = None
         if config.lambda_gan > 0:
             self.discriminator = PatchDiscriminator(sketch_channels=0, ndf=config.ndf)
@@ -341,8 +311,6 @@ def train_upscaler(config: UpscalerConfig, out_dir: Path, data_root: Path | None
             for group in optimiser.param_groups + (losses.optimiser.param_groups if losses.discriminator else []):
                 group["lr"] = learning_rate(config, step)
             inputs, targets = next_batch()
-            if config.inputs == "generated" and config.low_pass_sigma > 0:
-                targets = keep_generator_colours(inputs, targets, config.low_pass_sigma)
             upscaled = model(inputs)
             terms = losses.generator_terms(upscaled, targets)
             optimiser.zero_grad(set_to_none=True)
