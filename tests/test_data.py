@@ -54,6 +54,15 @@ def test_training_records_never_include_held_out_files(tiny_data_root):
     assert not any("canada" in name or "test" in name for name in names)
 
 
+def test_cufs_validation_pairs_are_kept_out_of_training(tiny_data_root):
+    records = data.build_training_records(tiny_data_root, with_landmarks=False, cufs_validation_every=2)
+    assert [record.name for record in records] == ["cufs/train/a-001", "faces/london_neutral/001_03.jpg"]
+    # Every 8th of the 88 real pairs: 11 kept out, the same ones every time, the rest trained on.
+    kept_out = [index for index in range(88) if data.is_cufs_validation(index, 8)]
+    assert kept_out == list(range(7, 88, 8)) and len(kept_out) == 11
+    assert not any(data.is_cufs_validation(index, 0) for index in range(88))
+
+
 def test_eye_alignment_puts_pupils_on_the_canvas_eyes(tiny_data_root):
     matrix = data.eye_alignment((200.0, 326.0), (312.0, 326.0))
     for source, target in zip([(200.0, 326.0), (312.0, 326.0)], preprocess.CANVAS_EYES):

@@ -118,7 +118,23 @@ def test_select_compares_candidates_on_cufs_train_without_reading_test(tmp_path,
         assert "kid_x1000" in result and "doodle_kid_x1000" in result  # None here: two images are too few for KID
         assert result["checkerboard_peaks"] > 0
     assert "| SSIM | KID x1000 | doodle KID x1000 | checkerboard |" in finished.stdout
+    assert "kept out of a validation run" not in finished.stdout
     assert not (out / "metrics.json").exists()
+
+
+def test_select_reports_the_pairs_a_validation_run_kept_out(tmp_path, tiny_data_root, capsys):  # noqa: F811
+    UNetGenerator(ngf=4, num_downs=6).save_pretrained(tmp_path / "a")
+    out = tmp_path / "select"
+    command = ["--select", str(tmp_path / "a"), "--validation-every", "2", "--out", str(out), "--data-root", str(tiny_data_root)]
+    finished = run_cli(main, command, capsys)
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    result = json.loads((out / "selection.json").read_text())[str(tmp_path / "a")]
+    # The tiny root has two train pairs; with every 2nd kept out, the second is the validation face,
+    # still named among both photos.
+    assert len(result["distances"]) == 2 and result["mean_distance"] == pytest.approx(np.mean(result["distances"]), abs=1e-5)
+    assert result["validation"] == {"faces": 1, "rank1": float(result["ranks"][1] == 0), "rank5": 1.0,
+                                    "mean_distance": pytest.approx(result["distances"][1])}
+    assert "| Candidate (CUFS train pairs kept out of a validation run) |" in finished.stdout
 
 
 def test_side_by_side_shows_the_same_inputs_through_each_model(tmp_path, tiny_data_root, capsys):  # noqa: F811

@@ -41,6 +41,7 @@ class TrainConfig:
     with_landmarks: bool = True
     artist_weight: float = data.CUFS_STYLE_WEIGHTS["artist"]  # how often a CUFS pair keeps its artist sketch
     cufs_repeats: int = 1  # CUFS pairs per epoch, relative to the other photos
+    cufs_validation_every: int = 0  # keep every Nth CUFS train pair out, for `evaluate --select --validation-every N`
     checkpoint_every: int = 200  # steps
     log_every: int = 10
 

@@ -93,13 +93,23 @@ def cufs_to_canvas(image: np.ndarray) -> np.ndarray:
     return cv2.resize(image, CANVAS_SIZE, interpolation=cv2.INTER_CUBIC)
 
 
+def is_cufs_validation(index: int, validation_every: int) -> bool:
+    """Whether the index-th CUFS train pair (in file-name order) is kept out of training when every
+    ``validation_every``-th one is (0: none is). Choosing on pairs the candidate never saw is what
+    tells generalising from memorising the 88 train people."""
+    return validation_every > 0 and index % validation_every == validation_every - 1
+
+
 def load_cufs(split: str, root: Path | None = None, allow_held_out: bool = False, limit: int | None = None,
-              output_scale: int = 1) -> list[FaceRecord]:
+              output_scale: int = 1, validation_every: int = 0) -> list[FaceRecord]:
+    """``validation_every``: leave out the pairs :func:`is_cufs_validation` keeps for choosing."""
     root = root or default_data_root()
     folder = root / "cufs" / split
     _refuse_held_out(folder, root, allow_held_out)
     records = []
-    for photo_path in sorted((folder / "photos").glob("*.jpg"))[:limit]:
+    photo_paths = sorted((folder / "photos").glob("*.jpg"))
+    photo_paths = [path for index, path in enumerate(photo_paths) if not is_cufs_validation(index, validation_every)]
+    for photo_path in photo_paths[:limit]:
         sketch_path = folder / "sketches" / photo_path.name
         sketch = cv2.cvtColor(read_rgb(sketch_path), cv2.COLOR_RGB2GRAY).astype(np.float32) / 255.0
         photo = read_rgb(photo_path)
@@ -331,10 +341,11 @@ class SketchPhotoDataset(Dataset):
 
 
 def build_training_records(root: Path | None = None, limit: int | None = None, with_landmarks: bool = True,
-                           output_scale: int = 1) -> list[FaceRecord]:
-    """Every allowed training photo (``limit``: at most that many per source). london_smiling needs
-    dlib for its alignment, so it joins only ``with_landmarks``."""
-    records = load_cufs("train", root, limit=limit, output_scale=output_scale)
+                           output_scale: int = 1, cufs_validation_every: int = 0) -> list[FaceRecord]:
+    """Every allowed training photo (``limit``: at most that many per source), less the CUFS train
+    pairs kept for validation. london_smiling needs dlib for its alignment, so it joins only
+    ``with_landmarks``."""
+    records = load_cufs("train", root, limit=limit, output_scale=output_scale, validation_every=cufs_validation_every)
     records += load_faces(root=root, limit=limit, output_scale=output_scale)
     if with_landmarks:
         try:

@@ -101,6 +101,7 @@ def identification(generated: np.ndarray, real: np.ndarray) -> dict:
         "mean_distance": float(true.mean()),
         "gallery": int(len(real)),
         "ranks": [int(rank) for rank in ranks],
+        "distances": [round(float(distance), 6) for distance in true],
     }
 
 
@@ -203,13 +204,15 @@ def checkerboard_peaks(image: np.ndarray, periods_px: tuple[int, ...] = CANVAS_C
     return float(np.mean(ratios))
 
 
-def select(model_paths: list[str], out_dir: Path, root: Path | None = None) -> dict[str, dict]:
+def select(model_paths: list[str], out_dir: Path, root: Path | None = None, validation_every: int = 0) -> dict[str, dict]:
     """Compare candidate generators on CUFS *train* only, so that choosing one never looks at test.
 
     They were trained on these pairs, so the figures flatter every candidate alike; what counts is
     the order. The identity gallery is the 88 train photos, and KID judges against them the outputs
     for their artist sketches and for doodles drawn from them (:func:`train_doodles`).
     ``checkerboard_peaks`` is the mean over the canvas outputs of the artist sketches.
+    ``validation_every``: also report identity on the pairs a ``--cufs-validation-every`` run kept
+    out (``validation``), still identified among all 88 photos.
     """
     root = root or data.default_data_root()
     embedder = FaceEmbedder()
@@ -226,6 +229,9 @@ def select(model_paths: list[str], out_dir: Path, root: Path | None = None) -> d
         canvases = [model.generate_canvas(preprocess.normalise(pair.sketch).canvas) for pair in pairs]
         results[candidate] = {"ssim": summary["ssim"], **summary["identity"], "kid_x1000": None, "doodle_kid_x1000": None,
                               "checkerboard_peaks": float(np.mean([checkerboard_peaks(canvas) for canvas in canvases]))}
+        if validation_every > 0:
+            results[candidate]["validation"] = identity_subset(
+                summary["identity"], [data.is_cufs_validation(index, validation_every) for index in range(len(pairs))])
         if judge is not None:
             if train_photos is None:
                 train_photos = judge.features([pair.photo for pair in pairs])
@@ -235,6 +241,14 @@ def select(model_paths: list[str], out_dir: Path, root: Path | None = None) -> d
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "selection.json").write_text(json.dumps(results, indent=2))
     return results
+
+
+def identity_subset(identity: dict, keep: list[bool]) -> dict:
+    """:func:`identification`'s figures for some of its faces, each still named among the whole gallery."""
+    ranks = np.array(identity["ranks"])[keep]
+    distances = np.array(identity["distances"])[keep]
+    return {"faces": int(len(ranks)), "rank1": float(np.mean(ranks < 1)), "rank5": float(np.mean(ranks < 5)),
+            "mean_distance": float(distances.mean())}
 
 
 def train_doodles(root: Path, seed: int = 0) -> list[np.ndarray]:
@@ -257,6 +271,12 @@ def selection_table(results: dict[str, dict]) -> str:
         lines.append(f"| {name} | {result['rank1']:.1%} | {result['rank5']:.1%} | {result['mean_distance']:.3f} "
                      f"| {result['ssim']:.3f} | {kid_text(result.get('kid_x1000'))} | {kid_text(result.get('doodle_kid_x1000'))} "
                      f"| {result['checkerboard_peaks']:.2f} |")
+    validation = {name: result["validation"] for name, result in results.items() if "validation" in result}
+    if validation:
+        lines += ["", "| Candidate (CUFS train pairs kept out of a validation run) | faces | rank-1 | rank-5 | mean dist |",
+                  "|---|---|---|---|---|"]
+        lines += [f"| {name} | {v['faces']} | {v['rank1']:.1%} | {v['rank5']:.1%} | {v['mean_distance']:.3f} |"
+                  for name, v in validation.items()]
     return "\n".join(lines) + "\n"
 
 
@@ -534,6 +554,8 @@ def main(argv: list[str] | None = None) -> None:
                              "with --side-by-side, the examples through each model")
     parser.add_argument("--select", nargs="+", metavar="MODEL", default=None,
                         help="only compare these generators on CUFS train (for choosing one; test is not read)")
+    parser.add_argument("--validation-every", type=int, default=0, metavar="N",
+                        help="with --select: also report the CUFS train pairs that `train --cufs-validation-every N` kept out")
     parser.add_argument("--side-by-side", nargs="+", metavar="MODEL", default=None,
                         help="only draw OUT/grid_side_by_side.png: the same inputs through each of these generators")
     args = parser.parse_args(argv)
@@ -541,7 +563,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"wrote {side_by_side(args.side_by_side, args.out / 'grid_side_by_side.png', args.data_root, args.examples_grid)}")
         return
     if args.select:
-        print(selection_table(select(args.select, args.out, args.data_root)), end="")
+        print(selection_table(select(args.select, args.out, args.data_root, args.validation_every)), end="")
         print(f"wrote {args.out}/selection.json")
         return
     if args.examples_grid:

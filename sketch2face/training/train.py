@@ -271,7 +271,7 @@ def train(config: TrainConfig, out_dir: Path, data_root: Path | None = None, res
 
     trainer = Pix2PixTrainer(config, accelerator, perceptual_features, identity_embedder)  # before the data: fails fast
     records = data.build_training_records(data_root, limit=config.record_limit, with_landmarks=config.with_landmarks,
-                                          output_scale=config.output_scale)
+                                          output_scale=config.output_scale, cufs_validation_every=config.cufs_validation_every)
     dataset = data.SketchPhotoDataset(records, seed=config.seed, artist_weight=config.artist_weight,
                                       cufs_repeats=config.cufs_repeats, output_scale=config.output_scale)
     loader = DataLoader(dataset, batch_size=config.batch_size, shuffle=True, drop_last=True, num_workers=0)
