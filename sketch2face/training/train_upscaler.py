@@ -386,7 +386,7 @@ tags:
 # sketch2face x2 face upscaler
 
 The last network stage of [sketch2face](https://huggingface.co/spaces): it takes the generator's
-256x320 face to 512x640, so that a drawing on the 512x640 Sketchpad comes back at its own size.
+256x320 face to 512x640, so that a drawing on the 512x640 Sketchpad comes back at least at its own size.
 
 ## Model
 - `sketch2face.networks.FaceUpscaler(channels={config.channels}, blocks={config.blocks})`: a bilinear x2 of the image
@@ -404,6 +404,8 @@ The last network stage of [sketch2face](https://huggingface.co/spaces): it takes
 
 ## Limits
 - It sharpens what the generator painted; it cannot add a likeness or features that are not there.
+- How it was chosen, and what it measures against bicubic resizing: `docs/upscaler.md` in the sketch2face
+  repository.
 - Trained on young adults' frontal photos; other content is upscaled less well.{generated_limits(config)}
 """
 
