@@ -87,8 +87,28 @@ def test_dataset_yields_normalised_pairs_in_every_style():
     assert item["sketch"].shape == (1, 320, 256) and item["photo"].shape == (3, 320, 256)
     assert item["face_mask"].shape == (1, 320, 256) and item["face_mask"].max() == 1.0
     assert item["sketch"].min() >= -1 and item["photo"].max() <= 1 and item["photo"].dtype == torch.float32
-    assert item["five_points"].shape == (5, 2) and item["has_points"].item() is True
-    assert SketchPhotoDataset([FaceRecord("no landmarks", photo, sketch=record.sketch)])[0]["has_points"].item() is False
+    assert item["five_points"].shape == (5, 2) and item["identity_mask"].item() is True
+    assert SketchPhotoDataset([FaceRecord("no landmarks", photo, sketch=record.sketch)])[0]["identity_mask"].item() is False
+
+
+def test_identity_mask_can_leave_doodles_out():
+    photo = synthetic_face()
+    record = FaceRecord("synthetic", photo, sketch=cv2.cvtColor(photo, cv2.COLOR_RGB2GRAY) / 255.0,
+                        landmarks=landmarks_for(photo))
+
+    class OneStyle(SketchPhotoDataset):
+        def __init__(self, style, **options):
+            super().__init__([record], **options)
+            self.style = style
+
+        def style_for(self, record, rng):
+            return self.style
+
+    assert OneStyle("doodle")[0]["identity_mask"].item() is True  # default: every sample with points
+    assert OneStyle("doodle", identity_on_doodles=False)[0]["identity_mask"].item() is False
+    for style in ("artist", "pencil", "edges"):
+        item = OneStyle(style, identity_on_doodles=False)[0]
+        assert item["identity_mask"].item() is True and item["five_points"].abs().sum() > 0
 
 
 def test_training_pair_photo_follows_the_sketch_framing():

@@ -265,8 +265,8 @@ def test_real_steps_lower_every_new_generator_term():
     perceptual and identity terms), 30 real Adam steps on one batch: each new term falls."""
     trainer = v2_trainer()
     sketch, photo = face_batch(output_scale=2)
-    points, has_points = five_points_of_the_drawn_face(), torch.tensor([True, True])
-    losses = [trainer.train_step(sketch, photo, None, points, has_points) for _ in range(30)]
+    points, identity_mask = five_points_of_the_drawn_face(), torch.tensor([True, True])
+    losses = [trainer.train_step(sketch, photo, None, points, identity_mask) for _ in range(30)]
     assert set(losses[0]) == TERMS
     for name in ("G_L1", "G_feat", "G_perceptual", "G_identity"):
         first = np.mean([entry[name] for entry in losses[:3]])
@@ -277,15 +277,15 @@ def test_real_steps_lower_every_new_generator_term():
 
 def test_each_term_is_scaled_by_its_weight():
     sketch, photo = face_batch(output_scale=2)
-    points, has_points = five_points_of_the_drawn_face(), torch.tensor([True, True])
-    base = v2_trainer().train_step(sketch, photo, None, points, has_points)
+    points, identity_mask = five_points_of_the_drawn_face(), torch.tensor([True, True])
+    base = v2_trainer().train_step(sketch, photo, None, points, identity_mask)
     for name, weight in (("G_feat", "lambda_feat"), ("G_perceptual", "lambda_perceptual"), ("G_identity", "lambda_identity"),
                          ("G_L1", "lambda_l1"), ("G_GAN", "lambda_gan")):
-        doubled = v2_trainer(**{weight: 2 * getattr(TrainConfig(), weight)}).train_step(sketch, photo, None, points, has_points)
+        doubled = v2_trainer(**{weight: 2 * getattr(TrainConfig(), weight)}).train_step(sketch, photo, None, points, identity_mask)
         assert doubled[name] == pytest.approx(2 * base[name], rel=1e-4), name
     off = v2_trainer(lambda_perceptual=0.0, lambda_identity=0.0, lambda_feat=0.0)
     assert off.perceptual_features is None and off.identity_embedder is None  # not even built
-    zeroed = off.train_step(sketch, photo, None, points, has_points)
+    zeroed = off.train_step(sketch, photo, None, points, identity_mask)
     assert zeroed["G_feat"] == zeroed["G_perceptual"] == zeroed["G_identity"] == 0.0
 
 
@@ -317,6 +317,8 @@ def test_identity_and_perceptual_gradients_reach_the_generated_image_only():
 
 
 def test_perceptual_loss_is_zero_for_the_same_photo_and_normalised_per_layer():
+    # Seeded: about 2% of random inits leave the second ReLU layer nearly dead, its mean near 0.
+    torch.manual_seed(0)
     features = SmallFeatureNetwork().features
     _, photo = face_batch()
     assert objectives.perceptual_loss(photo, photo, features).item() == 0.0

@@ -35,6 +35,7 @@ class TrainConfig:
     # Identity, 1 - SFace cosine: ~0.47 for stage 4's outputs on CUFS train (../shared/models/README.md),
     # so ~2.4 weighted. Half the 10 whose 88-person probe memorised its people; here ~400 people, augmented.
     lambda_identity: float = 5.0
+    identity_on_doodles: bool = True  # False: G_identity skips mouse doodles (data.SketchPhotoDataset)
     lambda_face: float = 0.0  # extra L1 on the inner face (landmark hull); 0 = plain pix2pix
     seed: int = 0
     record_limit: int | None = None  # per source; None = all training photos

@@ -297,10 +297,12 @@ class SketchPhotoDataset(Dataset):
     """Draws a fresh style and augmentation every time an item is read."""
 
     def __init__(self, records: list[FaceRecord], seed: int = 0, augment: bool = True,
-                 artist_weight: float | None = None, cufs_repeats: int = 1, output_scale: int = 1):
+                 artist_weight: float | None = None, cufs_repeats: int = 1, output_scale: int = 1,
+                 identity_on_doodles: bool = True):
         """artist_weight: how often a CUFS item keeps its artist sketch (default CUFS_STYLE_WEIGHTS);
         cufs_repeats: how many times each CUFS item appears per epoch (the benchmark's style);
-        output_scale: photos at this many times the canvas size (the generator's output)."""
+        output_scale: photos at this many times the canvas size (the generator's output);
+        identity_on_doodles: False leaves mouse doodles out of G_identity (``identity_mask``)."""
         if not records:
             raise ValueError("no training records: is the data folder right?")
         if cufs_repeats < 1:
@@ -310,6 +312,7 @@ class SketchPhotoDataset(Dataset):
         self.seed = seed
         self.augment = augment
         self.output_scale = output_scale
+        self.identity_on_doodles = identity_on_doodles
         self.cufs_weights = dict(CUFS_STYLE_WEIGHTS)
         if artist_weight is not None:
             if not 0.0 <= artist_weight <= 1.0:
@@ -332,12 +335,16 @@ class SketchPhotoDataset(Dataset):
         self._calls += 1
         rng = np.random.default_rng([self.seed, index, self._calls])
         record = self.records[index]
-        pair = make_training_pair(record, self.style_for(record, rng), rng, self.augment, self.output_scale)
+        style = self.style_for(record, rng)
+        pair = make_training_pair(record, style, rng, self.augment, self.output_scale)
         has_points = pair.five_points is not None
+        # A doodle's few lines carry little of who it is: asking for the person's identity from it
+        # may teach the generator a look, not a likeness.
+        for_identity = has_points and (self.identity_on_doodles or style != "doodle")
         return {"sketch": image_to_tensor(pair.sketch), "photo": image_to_tensor(pair.photo),
                 "face_mask": torch.from_numpy(pair.face_mask)[None],
                 "five_points": torch.from_numpy(pair.five_points if has_points else np.zeros((5, 2), np.float32)),
-                "has_points": torch.tensor(has_points)}
+                "identity_mask": torch.tensor(for_identity)}
 
 
 def build_training_records(root: Path | None = None, limit: int | None = None, with_landmarks: bool = True,

@@ -76,15 +76,15 @@ def perceptual_loss(fake: torch.Tensor, photo: torch.Tensor, features: FeatureNe
     return torch.stack(terms).mean()
 
 
-def identity_loss(fake: torch.Tensor, photo: torch.Tensor, five_points: torch.Tensor, has_points: torch.Tensor,
+def identity_loss(fake: torch.Tensor, photo: torch.Tensor, five_points: torch.Tensor, identity_mask: torch.Tensor,
                   embed: IdentityEmbedder) -> torch.Tensor:
     """1 - cosine similarity of the face embeddings of the generated and the true photo, both
     aligned by the sample's five points (eye centres, nose tip, mouth corners, in the photo's
-    pixels), averaged over the samples that have points; 0 when none has."""
-    if has_points.shape != fake.shape[:1] or five_points.shape != (fake.shape[0], 5, 2):
+    pixels), averaged over the samples in ``identity_mask``; 0 when there are none."""
+    if identity_mask.shape != fake.shape[:1] or five_points.shape != (fake.shape[0], 5, 2):
         raise ValueError(f"expected five points (N, 5, 2) and a (N,) mask for N={fake.shape[0]}, "
-                         f"got {tuple(five_points.shape)} and {tuple(has_points.shape)}")
-    rows = has_points.nonzero().flatten()
+                         f"got {tuple(five_points.shape)} and {tuple(identity_mask.shape)}")
+    rows = identity_mask.nonzero().flatten()
     if rows.numel() == 0:
         return fake.new_zeros(())
     points = five_points[rows].to(fake.dtype)

@@ -122,9 +122,9 @@ class Pix2PixTrainer:
         self.epoch = 0
 
     def train_step(self, sketch: torch.Tensor, photo: torch.Tensor, face_mask: torch.Tensor | None = None,
-                   five_points: torch.Tensor | None = None, has_points: torch.Tensor | None = None) -> dict[str, float]:
+                   five_points: torch.Tensor | None = None, identity_mask: torch.Tensor | None = None) -> dict[str, float]:
         """One D update, then one G update. ``photo`` (and ``face_mask``) are at the generator's
-        output size; ``five_points`` (N, 5, 2) are in the photo's pixels, used where ``has_points``.
+        output size; ``five_points`` (N, 5, 2) are in the photo's pixels, used where ``identity_mask``.
         Returns every weighted term by name."""
         config = self.config
         sketch = sketch.contiguous(memory_format=self.memory_format)
@@ -160,10 +160,10 @@ class Pix2PixTrainer:
             "G_L1_face": config.lambda_face * face_l1(fake, photo, face_mask),
         }
         if self.identity_embedder is not None and five_points is not None:
-            if has_points is None:
-                has_points = torch.ones(fake.shape[0], dtype=torch.bool, device=fake.device)
+            if identity_mask is None:
+                identity_mask = torch.ones(fake.shape[0], dtype=torch.bool, device=fake.device)
             terms["G_identity"] = config.lambda_identity * objectives.identity_loss(
-                fake, photo, five_points, has_points, self.identity_embedder)
+                fake, photo, five_points, identity_mask, self.identity_embedder)
         self.accelerator.backward(sum(terms.values()))
         self.optimizer_g.step()
 
@@ -273,7 +273,8 @@ def train(config: TrainConfig, out_dir: Path, data_root: Path | None = None, res
     records = data.build_training_records(data_root, limit=config.record_limit, with_landmarks=config.with_landmarks,
                                           output_scale=config.output_scale, cufs_validation_every=config.cufs_validation_every)
     dataset = data.SketchPhotoDataset(records, seed=config.seed, artist_weight=config.artist_weight,
-                                      cufs_repeats=config.cufs_repeats, output_scale=config.output_scale)
+                                      cufs_repeats=config.cufs_repeats, output_scale=config.output_scale,
+                                      identity_on_doodles=config.identity_on_doodles)
     loader = DataLoader(dataset, batch_size=config.batch_size, shuffle=True, drop_last=True, num_workers=0)
     loader = accelerator.prepare(loader)
     if resuming:
@@ -307,7 +308,7 @@ def train(config: TrainConfig, out_dir: Path, data_root: Path | None = None, res
                     break
             lr = trainer.set_learning_rate(progress_epochs)
             losses = trainer.train_step(batch["sketch"], batch["photo"], batch["face_mask"], batch["five_points"],
-                                        batch["has_points"])
+                                        batch["identity_mask"])
             progress.update(1)
             progress.set_postfix({name: f"{value:.3f}" for name, value in losses.items()})
             if trainer.step % config.log_every == 0 and accelerator.is_main_process:
