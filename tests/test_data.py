@@ -91,7 +91,7 @@ def test_dataset_yields_normalised_pairs_in_every_style():
     assert SketchPhotoDataset([FaceRecord("no landmarks", photo, sketch=record.sketch)])[0]["identity_mask"].item() is False
 
 
-def test_identity_mask_can_leave_doodles_out():
+def test_identity_and_pixel_masks_can_leave_doodles_out():
     photo = synthetic_face()
     record = FaceRecord("synthetic", photo, sketch=cv2.cvtColor(photo, cv2.COLOR_RGB2GRAY) / 255.0,
                         landmarks=landmarks_for(photo))
@@ -109,6 +109,13 @@ def test_identity_mask_can_leave_doodles_out():
     for style in ("artist", "pencil", "edges"):
         item = OneStyle(style, identity_on_doodles=False)[0]
         assert item["identity_mask"].item() is True and item["five_points"].abs().sum() > 0
+
+    # The pixel terms' switch is separate: doodles only.
+    assert OneStyle("doodle")[0]["pixel_mask"].item() is True
+    assert OneStyle("doodle", l1_on_doodles=False)[0]["pixel_mask"].item() is False
+    assert OneStyle("doodle", l1_on_doodles=False)[0]["identity_mask"].item() is True
+    for style in ("artist", "pencil", "xdog", "edges"):
+        assert OneStyle(style, l1_on_doodles=False)[0]["pixel_mask"].item() is True
 
 
 def test_training_pair_photo_follows_the_sketch_framing():

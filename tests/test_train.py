@@ -20,6 +20,7 @@ from sketch2face.training.train import (
     face_l1,
     main,
     parse_args,
+    pixel_l1,
 )
 
 from .cli import run_cli
@@ -66,6 +67,44 @@ def test_face_l1_is_the_mean_error_over_the_masked_pixels_only():
     assert face_l1(fake, photo, mask).item() == 0.5
     assert face_l1(fake, photo, torch.zeros_like(mask)).item() == 0.0
     assert face_l1(fake, photo, None).item() == 0.0
+
+
+def test_pixel_terms_leave_out_the_samples_outside_the_pixel_mask():
+    photo = torch.zeros(2, 3, 4, 4)
+    fake = torch.zeros(2, 3, 4, 4)
+    fake[0], fake[1] = 0.5, 2.0
+    both, first, second, neither = (torch.tensor(mask) for mask in ([True, True], [True, False], [False, True], [False, False]))
+    assert pixel_l1(fake, photo, both).item() == pytest.approx(torch.nn.functional.l1_loss(fake, photo).item())
+    assert pixel_l1(fake, photo, None).item() == pytest.approx(1.25)
+    # Still divided by the whole batch: the kept sample weighs what it weighs in a plain L1.
+    assert pixel_l1(fake, photo, first).item() == pytest.approx(0.25)
+    assert pixel_l1(fake, photo, second).item() == pytest.approx(1.0)
+    assert pixel_l1(fake, photo, neither).item() == 0.0
+    face = torch.ones(2, 1, 4, 4)
+    assert face_l1(fake, photo, face, second).item() == pytest.approx(2.0)
+    assert face_l1(fake, photo, face, neither).item() == 0.0
+
+
+def test_train_step_applies_the_pixel_mask_to_both_pixel_terms():
+    """Through the real step, with the same networks, batch and dropout draws: the pixel terms of
+    each sample alone add up to the plain terms, and vanish when both samples are left out; the
+    other terms do not move."""
+    sketch, photo = face_batch()
+    face = torch.ones(2, 1, 64, 64)
+
+    def first_step(pixel_mask):
+        torch.manual_seed(0)
+        config = TrainConfig(ngf=8, ndf=8, num_downs=5, batch_size=2, lr=2e-3, lambda_face=50.0, **PIX2PIX)
+        trainer = Pix2PixTrainer(config, Accelerator(cpu=True))
+        return trainer.train_step(sketch, photo, face, None, None, pixel_mask)
+
+    plain, none = first_step(None), first_step(torch.tensor([False, False]))
+    first, second = first_step(torch.tensor([True, False])), first_step(torch.tensor([False, True]))
+    assert first["G_L1"] > 0.0 and second["G_L1"] > 0.0
+    assert first["G_L1"] + second["G_L1"] == pytest.approx(plain["G_L1"], rel=1e-5)
+    assert none["G_L1"] == none["G_L1_face"] == 0.0
+    assert plain["G_L1_face"] > 0.0 and first["G_L1_face"] > 0.0  # each sample's face L1 is its own mean
+    assert first["G_GAN"] == second["G_GAN"] == none["G_GAN"] == plain["G_GAN"]
 
 
 def test_face_term_is_weighted_and_trains_the_masked_region():

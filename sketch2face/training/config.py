@@ -36,6 +36,9 @@ class TrainConfig:
     # so ~2.4 weighted. Half the 10 whose 88-person probe memorised its people; here ~400 people, augmented.
     lambda_identity: float = 5.0
     identity_on_doodles: bool = True  # False: G_identity skips mouse doodles (data.SketchPhotoDataset)
+    # False: the pixel terms (G_L1, G_L1_face) skip mouse doodles. Their lines are warped against the
+    # photo, so a pixel loss there asks for the average of every face the lines could mean: a blur.
+    l1_on_doodles: bool = True
     lambda_face: float = 0.0  # extra L1 on the inner face (landmark hull); 0 = plain pix2pix
     seed: int = 0
     record_limit: int | None = None  # per source; None = all training photos

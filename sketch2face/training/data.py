@@ -298,11 +298,12 @@ class SketchPhotoDataset(Dataset):
 
     def __init__(self, records: list[FaceRecord], seed: int = 0, augment: bool = True,
                  artist_weight: float | None = None, cufs_repeats: int = 1, output_scale: int = 1,
-                 identity_on_doodles: bool = True):
+                 identity_on_doodles: bool = True, l1_on_doodles: bool = True):
         """artist_weight: how often a CUFS item keeps its artist sketch (default CUFS_STYLE_WEIGHTS);
         cufs_repeats: how many times each CUFS item appears per epoch (the benchmark's style);
         output_scale: photos at this many times the canvas size (the generator's output);
-        identity_on_doodles: False leaves mouse doodles out of G_identity (``identity_mask``)."""
+        identity_on_doodles: False leaves mouse doodles out of G_identity (``identity_mask``);
+        l1_on_doodles: False leaves them out of the pixel terms G_L1 and G_L1_face (``pixel_mask``)."""
         if not records:
             raise ValueError("no training records: is the data folder right?")
         if cufs_repeats < 1:
@@ -313,6 +314,7 @@ class SketchPhotoDataset(Dataset):
         self.augment = augment
         self.output_scale = output_scale
         self.identity_on_doodles = identity_on_doodles
+        self.l1_on_doodles = l1_on_doodles
         self.cufs_weights = dict(CUFS_STYLE_WEIGHTS)
         if artist_weight is not None:
             if not 0.0 <= artist_weight <= 1.0:
@@ -344,7 +346,8 @@ class SketchPhotoDataset(Dataset):
         return {"sketch": image_to_tensor(pair.sketch), "photo": image_to_tensor(pair.photo),
                 "face_mask": torch.from_numpy(pair.face_mask)[None],
                 "five_points": torch.from_numpy(pair.five_points if has_points else np.zeros((5, 2), np.float32)),
-                "identity_mask": torch.tensor(for_identity)}
+                "identity_mask": torch.tensor(for_identity),
+                "pixel_mask": torch.tensor(self.l1_on_doodles or style != "doodle")}
 
 
 def build_training_records(root: Path | None = None, limit: int | None = None, with_landmarks: bool = True,

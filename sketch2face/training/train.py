@@ -31,6 +31,7 @@ from dataclasses import asdict, fields, replace
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from accelerate import Accelerator
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
@@ -72,10 +73,23 @@ def frozen_loss_network(build, what: str, weight_flag: str, device: torch.device
     return network
 
 
-def face_l1(fake: torch.Tensor, photo: torch.Tensor, face_mask: torch.Tensor | None) -> torch.Tensor:
-    """Mean absolute error over the masked (inner face) pixels only; 0 where nothing is masked."""
+def pixel_l1(fake: torch.Tensor, photo: torch.Tensor, pixel_mask: torch.Tensor | None) -> torch.Tensor:
+    """Mean absolute error, with the samples outside ``pixel_mask`` (N,) adding nothing. It stays
+    divided by the whole batch, so every other sample weighs exactly what it weighs in a plain L1."""
+    if pixel_mask is None:
+        return F.l1_loss(fake, photo)
+    per_sample = (fake - photo).abs().flatten(1).mean(1)
+    return (per_sample * pixel_mask.to(per_sample.dtype)).sum() / fake.shape[0]
+
+
+def face_l1(fake: torch.Tensor, photo: torch.Tensor, face_mask: torch.Tensor | None,
+            pixel_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean absolute error over the masked (inner face) pixels only, of the samples in
+    ``pixel_mask`` (all when None); 0 where nothing is masked."""
     if face_mask is None:
         return fake.new_zeros(())
+    if pixel_mask is not None:
+        face_mask = face_mask * pixel_mask.to(face_mask.dtype).view(-1, 1, 1, 1)
     face_pixels = face_mask.sum() * fake.shape[1]
     return ((fake - photo).abs() * face_mask).sum() / face_pixels.clamp_min(1.0)
 
@@ -108,7 +122,6 @@ class Pix2PixTrainer:
         self.memory_format = torch.channels_last if accelerator.device.type == "cpu" else torch.contiguous_format
         self.generator.to(memory_format=self.memory_format)
         self.discriminator.to(memory_format=self.memory_format)
-        self.l1_loss = torch.nn.L1Loss()
         self.perceptual_features = None
         if config.lambda_perceptual > 0:
             self.perceptual_features = perceptual_features or load_perceptual_features(accelerator.device)
@@ -122,9 +135,11 @@ class Pix2PixTrainer:
         self.epoch = 0
 
     def train_step(self, sketch: torch.Tensor, photo: torch.Tensor, face_mask: torch.Tensor | None = None,
-                   five_points: torch.Tensor | None = None, identity_mask: torch.Tensor | None = None) -> dict[str, float]:
+                   five_points: torch.Tensor | None = None, identity_mask: torch.Tensor | None = None,
+                   pixel_mask: torch.Tensor | None = None) -> dict[str, float]:
         """One D update, then one G update. ``photo`` (and ``face_mask``) are at the generator's
-        output size; ``five_points`` (N, 5, 2) are in the photo's pixels, used where ``identity_mask``.
+        output size; ``five_points`` (N, 5, 2) are in the photo's pixels, used where ``identity_mask``;
+        the pixel terms G_L1 and G_L1_face count the samples in ``pixel_mask`` (N,), all when None.
         Returns every weighted term by name."""
         config = self.config
         sketch = sketch.contiguous(memory_format=self.memory_format)
@@ -150,14 +165,14 @@ class Pix2PixTrainer:
         terms = {
             "G_GAN": config.lambda_gan * objectives.adversarial_loss(_logits(fake_features), True, config.gan_mode,
                                                                      for_discriminator=False),
-            "G_L1": config.lambda_l1 * self.l1_loss(fake, photo),
+            "G_L1": config.lambda_l1 * pixel_l1(fake, photo, pixel_mask),
             # The real side was computed before D's update, as in pix2pixHD; it is detached.
             "G_feat": config.lambda_feat * objectives.feature_matching_loss(fake_features, real_features)
                       if config.lambda_feat > 0 else zero,
             "G_perceptual": config.lambda_perceptual * objectives.perceptual_loss(fake, photo, self.perceptual_features)
                             if self.perceptual_features is not None else zero,
             "G_identity": zero,
-            "G_L1_face": config.lambda_face * face_l1(fake, photo, face_mask),
+            "G_L1_face": config.lambda_face * face_l1(fake, photo, face_mask, pixel_mask),
         }
         if self.identity_embedder is not None and five_points is not None:
             if identity_mask is None:
@@ -274,7 +289,7 @@ def train(config: TrainConfig, out_dir: Path, data_root: Path | None = None, res
                                           output_scale=config.output_scale, cufs_validation_every=config.cufs_validation_every)
     dataset = data.SketchPhotoDataset(records, seed=config.seed, artist_weight=config.artist_weight,
                                       cufs_repeats=config.cufs_repeats, output_scale=config.output_scale,
-                                      identity_on_doodles=config.identity_on_doodles)
+                                      identity_on_doodles=config.identity_on_doodles, l1_on_doodles=config.l1_on_doodles)
     loader = DataLoader(dataset, batch_size=config.batch_size, shuffle=True, drop_last=True, num_workers=0)
     loader = accelerator.prepare(loader)
     if resuming:
@@ -308,7 +323,7 @@ def train(config: TrainConfig, out_dir: Path, data_root: Path | None = None, res
                     break
             lr = trainer.set_learning_rate(progress_epochs)
             losses = trainer.train_step(batch["sketch"], batch["photo"], batch["face_mask"], batch["five_points"],
-                                        batch["identity_mask"])
+                                        batch["identity_mask"], batch["pixel_mask"])
             progress.update(1)
             progress.set_postfix({name: f"{value:.3f}" for name, value in losses.items()})
             if trainer.step % config.log_every == 0 and accelerator.is_main_process:
