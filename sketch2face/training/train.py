@@ -270,9 +270,14 @@ def _logits(features: list[list[torch.Tensor]]) -> list[torch.Tensor]:
 def train(config: TrainConfig, out_dir: Path, data_root: Path | None = None, resume: bool = False,
           device: str = "auto", max_minutes: float | None = None, init_from: Path | None = None,
           perceptual_features: objectives.FeatureNetwork | None = None,
-          identity_embedder: objectives.IdentityEmbedder | None = None) -> dict:
+          identity_embedder: objectives.IdentityEmbedder | None = None,
+          landmarks_file: Path | None = None, workers: int = 0) -> dict:
     """Train (or resume, or fine-tune) and export the generator to OUT/generator. The two
-    callables replace darknet-tiny and SFace (see Pix2PixTrainer)."""
+    callables replace darknet-tiny and SFace (see Pix2PixTrainer). ``landmarks_file``: see
+    data.build_training_records; ``workers``: data loader processes (drawing the sketches is
+    the slow part once a GPU does the rest)."""
+    if workers < 0:
+        raise SystemExit(f"--workers {workers}: give 0 (the main process) or more loader processes")
     checkpoint_path = out_dir / "checkpoint.pt"
     resuming = resume and checkpoint_path.exists()
     if init_from is not None and not resuming:
@@ -286,11 +291,13 @@ def train(config: TrainConfig, out_dir: Path, data_root: Path | None = None, res
 
     trainer = Pix2PixTrainer(config, accelerator, perceptual_features, identity_embedder)  # before the data: fails fast
     records = data.build_training_records(data_root, limit=config.record_limit, with_landmarks=config.with_landmarks,
-                                          output_scale=config.output_scale, cufs_validation_every=config.cufs_validation_every)
+                                          output_scale=config.output_scale, cufs_validation_every=config.cufs_validation_every,
+                                          landmarks_file=landmarks_file)
     dataset = data.SketchPhotoDataset(records, seed=config.seed, artist_weight=config.artist_weight,
                                       cufs_repeats=config.cufs_repeats, output_scale=config.output_scale,
                                       identity_on_doodles=config.identity_on_doodles, l1_on_doodles=config.l1_on_doodles)
-    loader = DataLoader(dataset, batch_size=config.batch_size, shuffle=True, drop_last=True, num_workers=0)
+    loader = DataLoader(dataset, batch_size=config.batch_size, shuffle=True, drop_last=True, num_workers=workers,
+                        persistent_workers=workers > 0)
     loader = accelerator.prepare(loader)
     if resuming:
         trainer.load_checkpoint(checkpoint_path)
@@ -383,6 +390,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--init-from", type=Path, default=None, help="fine-tune: start from a checkpoint.pt, or a generator folder (fresh discriminator)")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     parser.add_argument("--max-minutes", type=float, default=None, help="time budget: the LR schedule is compressed to finish within it")
+    parser.add_argument("--landmarks-file", type=Path, default=None,
+                        help="dlib's landmarks of the training photos: read from this JSON file if it exists (no dlib needed), "
+                             "else found with dlib and written there")
+    parser.add_argument("--workers", type=int, default=0, help="data loader processes (default 0: draw sketches in the main process)")
     parser.add_argument("--pix2pix-v1", action="store_true",
                         help="the objective and networks of the shipped stages 1-7 (transposed convs, 256x320, cGAN + 100 L1); "
                              "their recorded commands need it since the v2 defaults")
@@ -420,7 +431,8 @@ def main(argv: list[str] | None = None) -> None:
         if value is not None:
             setattr(config, field.name, value)
     summary = train(config, args.out, args.data_root, resume=args.resume, device=args.device,
-                    max_minutes=args.max_minutes, init_from=args.init_from)
+                    max_minutes=args.max_minutes, init_from=args.init_from, landmarks_file=args.landmarks_file,
+                    workers=args.workers)
     print(json.dumps(summary, indent=2))
     if math.isnan(summary["final_losses"].get("G_L1", 0.0)):
         raise SystemExit("training diverged (NaN loss)")
