@@ -107,6 +107,34 @@ def test_train_step_applies_the_pixel_mask_to_both_pixel_terms():
     assert first["G_GAN"] == second["G_GAN"] == none["G_GAN"] == plain["G_GAN"]
 
 
+def test_discriminator_step_trains_the_discriminator_alone():
+    torch.manual_seed(0)
+    config = TrainConfig(ngf=8, ndf=8, num_downs=5, batch_size=2, lr=2e-3, **PIX2PIX)
+    trainer = Pix2PixTrainer(config, Accelerator(cpu=True))
+    sketch, photo = face_batch()
+    generator = {name: value.clone() for name, value in trainer.generator.state_dict().items()}
+    losses = [trainer.discriminator_step(sketch, photo) for _ in range(15)]
+    assert set(losses[0]) == {"D_real", "D_fake"} and trainer.step == 0
+    after = trainer.generator.state_dict()
+    # Weights untouched; BatchNorm's running statistics move in train mode, as in every step.
+    assert all(torch.equal(value, after[name]) for name, value in generator.items() if "running" not in name
+               and "num_batches" not in name)
+    assert losses[-1]["D_real"] + losses[-1]["D_fake"] < 0.7 * (losses[0]["D_real"] + losses[0]["D_fake"])
+
+
+def test_train_warms_up_the_discriminator_outside_the_budget(tmp_path, tiny_data_root, capsys):  # noqa: F811
+    out = tmp_path / "run"
+    result = run_cli(main, ["--quick", "--out", str(out), "--data-root", str(tiny_data_root), "--with-landmarks", "false",
+                            *NO_LOSS_NETWORKS, "--discriminator-warmup-steps", "3"], capsys)
+    assert result.returncode == 0, result.stderr
+    entries = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    warmup = [entry for entry in entries if entry.get("warmup")]
+    assert [entry["warmup_step"] for entry in warmup] == [1, 2, 3] and entries[:3] == warmup
+    assert all(set(entry) >= {"D_real", "D_fake"} for entry in warmup)
+    assert json.loads((out / "summary.json").read_text())["steps"] == 2  # the G steps, as without it (one batch an epoch)
+    assert _elapsed_in_earlier_runs(out / "log.jsonl") == max(entry["elapsed_s"] for entry in entries if "step" in entry)
+
+
 def test_face_term_is_weighted_and_trains_the_masked_region():
     sketch, photo = face_batch()
     mask = torch.zeros(2, 1, 64, 64)

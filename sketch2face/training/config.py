@@ -39,6 +39,7 @@ class TrainConfig:
     # False: the pixel terms (G_L1, G_L1_face) skip mouse doodles. Their lines are warped against the
     # photo, so a pixel loss there asks for the average of every face the lines could mean: a blur.
     l1_on_doodles: bool = True
+    discriminator_warmup_steps: int = 0  # D updates alone before G's first, for a fine-tune whose D starts afresh
     lambda_face: float = 0.0  # extra L1 on the inner face (landmark hull); 0 = plain pix2pix
     seed: int = 0
     record_limit: int | None = None  # per source; None = all training photos

@@ -150,14 +150,7 @@ class Pix2PixTrainer:
         if fake.shape != photo.shape:
             raise ValueError(f"the generator makes {tuple(fake.shape)} from this sketch but the photo is {tuple(photo.shape)}")
 
-        # Discriminator: real pairs -> real, generated pairs -> fake. Halved to slow D relative to G.
-        self.optimizer_d.zero_grad(set_to_none=True)
-        real_features = self.discriminator(sketch, photo)
-        loss_d_real = objectives.adversarial_loss(_logits(real_features), True, config.gan_mode)
-        loss_d_fake = objectives.adversarial_loss(_logits(self.discriminator(sketch, fake.detach())), False, config.gan_mode)
-        loss_d = 0.5 * (loss_d_real + loss_d_fake)
-        self.accelerator.backward(loss_d)
-        self.optimizer_d.step()
+        real_features, loss_d_real, loss_d_fake = self._update_discriminator(sketch, photo, fake.detach())
 
         # Generator: fool D, look like the true photo to D's features, to an ImageNet network and to
         # a face recogniser, and stay close to it in L1, optionally the inner face above all.
@@ -187,6 +180,29 @@ class Pix2PixTrainer:
         self.step += 1
         return {**{name: value.item() for name, value in terms.items()},
                 "D_real": loss_d_real.item(), "D_fake": loss_d_fake.item()}
+
+    def _update_discriminator(self, sketch: torch.Tensor, photo: torch.Tensor, fake: torch.Tensor):
+        """Real pairs -> real, generated pairs -> fake, halved to slow D relative to G. Returns D's
+        features of the real pair (for G_feat) and the two terms."""
+        config = self.config
+        self.optimizer_d.zero_grad(set_to_none=True)
+        real_features = self.discriminator(sketch, photo)
+        loss_d_real = objectives.adversarial_loss(_logits(real_features), True, config.gan_mode)
+        loss_d_fake = objectives.adversarial_loss(_logits(self.discriminator(sketch, fake)), False, config.gan_mode)
+        self.accelerator.backward(0.5 * (loss_d_real + loss_d_fake))
+        self.optimizer_d.step()
+        return real_features, loss_d_real, loss_d_fake
+
+    def discriminator_step(self, sketch: torch.Tensor, photo: torch.Tensor) -> dict[str, float]:
+        """D's update alone, against the generator as it is (not updated): a fine-tune whose
+        discriminator starts afresh warms it up first, so that G's first steps answer a D that
+        already tells its faces from photos."""
+        sketch = sketch.contiguous(memory_format=self.memory_format)
+        photo = photo.contiguous(memory_format=self.memory_format)
+        with torch.no_grad():
+            fake = self.generator(sketch)
+        _, loss_d_real, loss_d_fake = self._update_discriminator(sketch, photo, fake)
+        return {"D_real": loss_d_real.item(), "D_fake": loss_d_fake.item()}
 
     def set_learning_rate(self, epoch_progress: float) -> float:
         """Constant, then linear decay to zero (pix2pix's 'linear' policy)."""
@@ -310,6 +326,8 @@ def train(config: TrainConfig, out_dir: Path, data_root: Path | None = None, res
     provenance = {**asdict(config), "init_from": str(init_from) if init_from else None, "max_minutes": max_minutes}
     (out_dir / "train_config.json").write_text(json.dumps(provenance, indent=2))
 
+    if trainer.step == 0 and config.discriminator_warmup_steps > 0:
+        warm_up_discriminator(trainer, loader, config, log_path, accelerator)
     steps_per_epoch = len(loader)
     total_steps = steps_per_epoch * config.epochs
     started = time.monotonic()
@@ -357,6 +375,25 @@ def train(config: TrainConfig, out_dir: Path, data_root: Path | None = None, res
     return summary
 
 
+def warm_up_discriminator(trainer: Pix2PixTrainer, loader, config: TrainConfig, log_path: Path, accelerator) -> None:
+    """``discriminator_warmup_steps`` D updates with G fixed, at the starting learning rate, before
+    the first G update (and outside --max-minutes); logged with ``"warmup": true``."""
+    trainer.generator.train()  # the same dropout and batch statistics as the steps that follow
+    trainer.discriminator.train()
+    trainer.set_learning_rate(0.0)
+    started, done = time.monotonic(), 0
+    while done < config.discriminator_warmup_steps:
+        for batch in loader:
+            losses = trainer.discriminator_step(batch["sketch"], batch["photo"])
+            done += 1
+            if (done % config.log_every == 0 or done == config.discriminator_warmup_steps) and accelerator.is_main_process:
+                with open(log_path, "a") as handle:
+                    handle.write(json.dumps({"warmup": True, "warmup_step": done, **losses,
+                                             "elapsed_s": round(time.monotonic() - started, 1)}) + "\n")
+            if done == config.discriminator_warmup_steps:
+                break
+
+
 def check_init_source(path: Path) -> None:
     """One clear line instead of a traceback when --init-from names nothing a fine-tune can use."""
     if path.is_dir():
@@ -379,6 +416,8 @@ def _elapsed_in_earlier_runs(log_path: Path) -> float:
     last_by_run: dict[float, float] = {}
     for line in log_path.read_text().splitlines():
         entry = json.loads(line)
+        if entry.get("warmup"):
+            continue  # the discriminator's warm-up is outside the budget
         last_by_run[entry.get("run_started", 0.0)] = entry["elapsed_s"]
     return sum(last_by_run.values())
 
