@@ -12,10 +12,10 @@ import pytest
 from sketch2face.networks import UNetGenerator
 
 from .test_data import tiny_data_root  # noqa: F401  (fixture)
+from .test_train import NO_LOSS_NETWORKS
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "gpu_train.sh"
-NO_LOSS_NETWORKS = ["--lambda-perceptual", "0", "--lambda-identity", "0"]
 
 
 def gpu_script(*args, **env):

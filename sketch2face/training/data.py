@@ -228,13 +228,19 @@ def load_landmark_aligned_faces(
     return records
 
 
+def _found_by_dlib() -> TrainingLandmarks | None:
+    """Landmarks that dlib finds, or None where dlib or its models are not installed."""
+    try:
+        return TrainingLandmarks(detector=LandmarkDetector())
+    except ImportError:
+        return None
+
+
 def add_landmarks(records: list[FaceRecord], landmarks: TrainingLandmarks | None = None) -> int:
     """Fill in landmarks where dlib (or ``landmarks``' file) finds a face; returns how many were found."""
+    landmarks = landmarks or _found_by_dlib()
     if landmarks is None:
-        try:
-            landmarks = TrainingLandmarks(detector=LandmarkDetector())
-        except ImportError:
-            return 0  # the doodle style then draws outer contours only
+        return 0  # the doodle style then draws outer contours only
     found = 0
     for record in records:
         if record.landmarks is None:  # london_smiling brings its own
@@ -404,16 +410,13 @@ def build_training_records(root: Path | None = None, limit: int | None = None, w
     records += load_faces(root=root, limit=limit, output_scale=output_scale)
     if not with_landmarks:
         return records
-    if landmarks_file is not None and Path(landmarks_file).is_file():
-        landmarks = TrainingLandmarks.read(landmarks_file)
-    else:
-        try:
-            landmarks = TrainingLandmarks(detector=LandmarkDetector())
-        except ImportError as error:
-            if landmarks_file is not None:
-                raise SystemExit(f"--landmarks-file {landmarks_file} does not exist, and dlib cannot find the landmarks "
-                                 f"here ({error}): write the file where dlib is installed") from None
-            return records  # no dlib: london_smiling cannot be aligned, and the doodles draw outer contours only
+    from_file = landmarks_file is not None and Path(landmarks_file).is_file()
+    landmarks = TrainingLandmarks.read(landmarks_file) if from_file else _found_by_dlib()
+    if landmarks is None:
+        if landmarks_file is not None:
+            raise SystemExit(f"--landmarks-file {landmarks_file} does not exist, and dlib cannot find the landmarks "
+                             "here (dlib or face-recognition-models is not installed): write the file where dlib is installed")
+        return records  # no dlib: london_smiling cannot be aligned, and the doodles draw outer contours only
     records += load_landmark_aligned_faces(root=root, limit=limit, output_scale=output_scale, landmarks=landmarks)
     add_landmarks(records, landmarks)
     if landmarks_file is not None and not landmarks.from_file:

@@ -25,6 +25,7 @@ The two frozen networks are built only when their weight is above 0.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import time
@@ -354,10 +355,8 @@ def train(config: TrainConfig, out_dir: Path, data_root: Path | None = None, res
             progress.update(1)
             progress.set_postfix({name: f"{value:.3f}" for name, value in losses.items()})
             if trainer.step % config.log_every == 0 and accelerator.is_main_process:
-                entry = {"step": trainer.step, "epoch": trainer.epoch, "lr": lr, **losses,
-                         "elapsed_s": round(time.monotonic() - started, 1), "run_started": run_id}
-                with open(log_path, "a") as handle:
-                    handle.write(json.dumps(entry) + "\n")
+                _append_log(log_path, {"step": trainer.step, "epoch": trainer.epoch, "lr": lr, **losses,
+                                       "elapsed_s": round(time.monotonic() - started, 1), "run_started": run_id})
             if trainer.step % config.checkpoint_every == 0:
                 trainer.save_checkpoint(checkpoint_path)
         else:
@@ -381,17 +380,19 @@ def warm_up_discriminator(trainer: Pix2PixTrainer, loader, config: TrainConfig, 
     trainer.generator.train()  # the same dropout and batch statistics as the steps that follow
     trainer.discriminator.train()
     trainer.set_learning_rate(0.0)
-    started, done = time.monotonic(), 0
-    while done < config.discriminator_warmup_steps:
-        for batch in loader:
-            losses = trainer.discriminator_step(batch["sketch"], batch["photo"])
-            done += 1
-            if (done % config.log_every == 0 or done == config.discriminator_warmup_steps) and accelerator.is_main_process:
-                with open(log_path, "a") as handle:
-                    handle.write(json.dumps({"warmup": True, "warmup_step": done, **losses,
-                                             "elapsed_s": round(time.monotonic() - started, 1)}) + "\n")
-            if done == config.discriminator_warmup_steps:
-                break
+    steps = config.discriminator_warmup_steps
+    batches = (batch for _ in itertools.count() for batch in loader)  # as many epochs as it takes
+    started = time.monotonic()
+    for done, batch in enumerate(itertools.islice(batches, steps), start=1):
+        losses = trainer.discriminator_step(batch["sketch"], batch["photo"])
+        if (done % config.log_every == 0 or done == steps) and accelerator.is_main_process:
+            _append_log(log_path, {"warmup": True, "warmup_step": done, **losses,
+                                   "elapsed_s": round(time.monotonic() - started, 1)})
+
+
+def _append_log(log_path: Path, entry: dict) -> None:
+    with open(log_path, "a") as handle:
+        handle.write(json.dumps(entry) + "\n")
 
 
 def check_init_source(path: Path) -> None:
