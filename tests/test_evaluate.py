@@ -5,7 +5,8 @@ import cv2
 import numpy as np
 import pytest
 
-from sketch2face.training.evaluate import grid, identification, identity_by_group, image_metrics, main, photo_likeness
+from sketch2face.training.evaluate import (INNER_FACE_BOX, grid, identification, identity_by_group, image_metrics, inner_face, main,
+                                          photo_likeness)
 from sketch2face.training.export import group_limits
 from sketch2face.networks import UNetGenerator
 
@@ -115,11 +116,24 @@ def test_select_compares_candidates_on_cufs_train_without_reading_test(tmp_path,
     assert list(results) == [str(tmp_path / "a"), str(tmp_path / "b")]
     for result in results.values():
         assert result["gallery"] == 2 and 0.0 <= result["rank1"] <= 1.0 and 0.0 <= result["ssim"] <= 1.0
-        assert "kid_x1000" in result and "doodle_kid_x1000" in result  # None here: two images are too few for KID
+        # None here: two images are too few for KID
+        assert {"kid_x1000", "doodle_kid_x1000", "doodle_kid_inner_face_x1000"} <= set(result)
         assert result["checkerboard_peaks"] > 0
-    assert "| SSIM | KID x1000 | doodle KID x1000 | checkerboard |" in finished.stdout
+    assert "| SSIM | KID x1000 | doodle KID x1000 | doodle KID x1000, inner face | checkerboard |" in finished.stdout
     assert "kept out of a validation run" not in finished.stdout
     assert not (out / "metrics.json").exists()
+
+
+def test_inner_face_crops_the_same_face_box_at_any_canvas_scale():
+    canvas = np.zeros((320, 256, 3), np.uint8)
+    x0, y0, x1, y1 = INNER_FACE_BOX
+    canvas[y0:y1, x0:x1] = 200
+    crop = inner_face(canvas)
+    assert crop.shape == (y1 - y0, x1 - x0, 3) and (crop == 200).all()
+    doubled = cv2.resize(canvas, (512, 640), interpolation=cv2.INTER_NEAREST)
+    assert np.array_equal(inner_face(doubled), cv2.resize(crop, (2 * (x1 - x0), 2 * (y1 - y0)), interpolation=cv2.INTER_NEAREST))
+    with pytest.raises(ValueError, match="not a canvas-framed image"):
+        inner_face(np.zeros((300, 200, 3), np.uint8))
 
 
 def test_select_reports_the_pairs_a_validation_run_kept_out(tmp_path, tiny_data_root, capsys):  # noqa: F811
