@@ -41,7 +41,8 @@ def test_checkpoints_of_one_lineage_export_as_their_weight_average_and_others_ar
 
     stages = json.loads((folder / STAGES_FILE).read_text())
     assert [stage.get("run") for stage in stages[:2]] == [(tmp_path / "base").as_posix(), (tmp_path / "tune").as_posix()]
-    assert stages[2] == {"average_of": [(tmp_path / "base").as_posix(), (tmp_path / "tune").as_posix()]}
+    assert stages[2] == {"average_of": [(tmp_path / "base").as_posix(), (tmp_path / "tune").as_posix()],
+                         "export_arguments": [base.as_posix(), tune.as_posix()]}
     card = (folder / "README.md").read_text()
     assert "Stage 2, fine-tuned from the stage before" in card
     assert "the final generators of stage 1 and stage 2 were averaged weight by weight" in card
@@ -61,9 +62,36 @@ def test_checkpoints_of_one_lineage_export_as_their_weight_average_and_others_ar
     assert "Traceback" not in result.stderr and not (tmp_path / "refused").exists()
 
 
+def test_a_fine_tune_averages_with_the_exported_folder_it_started_from(tmp_path, tiny_data_root, capsys):  # noqa: F811
+    exported = export(quick_run(tmp_path / "base", tiny_data_root), tmp_path / "weights")
+    tune = quick_run(tmp_path / "tune", tiny_data_root, seed=1, init_from=exported)
+    out = tmp_path / "soup"
+    result = run_cli(main, ["--checkpoint", str(tune), str(exported), "--out", str(out)], capsys)
+    assert result.returncode == 0, result.stderr[-2000:]
+
+    averaged = UNetGenerator.from_pretrained(out).state_dict()
+    base_state, tune_state = UNetGenerator.from_pretrained(exported).state_dict(), generator_state(tune)
+    for name, value in averaged.items():
+        if value.is_floating_point():
+            torch.testing.assert_close(value, (base_state[name] + tune_state[name]) / 2, msg=name)
+    assert any(not torch.equal(base_state[name], tune_state[name]) for name in base_state)
+
+    stages = json.loads((out / STAGES_FILE).read_text())
+    runs = [(tmp_path / "base").as_posix(), (tmp_path / "tune").as_posix()]
+    assert [stage.get("run") for stage in stages[:2]] == runs
+    assert stages[2] == {"average_of": runs[::-1], "export_arguments": [tune.as_posix(), exported.as_posix()]}
+    card = (out / "README.md").read_text()
+    assert "the final generators of stage 2 and stage 1 were averaged weight by weight" in card
+    assert f"python -m sketch2face.training.export --checkpoint {tune} {exported}`" in card
+
+    # Exporting a folder alone would only copy it: refused, in one line.
+    result = run_cli(main, ["--checkpoint", str(exported), "--out", str(tmp_path / "copy")], capsys)
+    assert result.returncode == 2 and "is already exported" in result.stderr and "Traceback" not in result.stderr
+
+
 def test_a_missing_checkpoint_is_refused_in_one_line(tmp_path, capsys):
     result = run_cli(main, ["--checkpoint", str(tmp_path / "gone.pt"), "--out", str(tmp_path / "out")], capsys)
-    assert result.returncode == 2 and f"no checkpoint file at {tmp_path / 'gone.pt'}" in result.stderr
+    assert result.returncode == 2 and f"no checkpoint file or exported generator at {tmp_path / 'gone.pt'}" in result.stderr
     assert "Traceback" not in result.stderr and not (tmp_path / "out").exists()
 
 

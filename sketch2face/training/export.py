@@ -10,6 +10,9 @@ average, a "model soup":
 
     python -m sketch2face.training.export --checkpoint runs/stage4/checkpoint.pt runs/stage5/checkpoint.pt --out weights
 
+An exported folder can be one of them (its training_stages.json gives its lineage): a fine-tune
+averaged with the generator it started from, ``--checkpoint runs/tune/checkpoint.pt weights``.
+
 An exported folder's card can be rendered again (after new metrics, or a template change) from
 the folder alone: ``--refresh-card weights --metrics docs/metrics.json``.
 
@@ -38,6 +41,11 @@ from .config import GENERATOR_SHAPE, TrainConfig, generator_from_config, saved_c
 
 
 def generator_from_checkpoint(checkpoint: Path) -> tuple[UNetGenerator, dict]:
+    """A checkpoint.pt, or an exported folder (its last training stage stands in for the state)."""
+    if checkpoint.is_dir():
+        stage = _last_stage(checkpoint)
+        generator = UNetGenerator.from_pretrained(checkpoint, strict=True)
+        return generator.eval(), {"config": stage["config"], "step": stage["steps"], "epoch": stage["epochs"]}
     state = torch.load(checkpoint, map_location="cpu", weights_only=True)
     generator = generator_from_config(state["config"])
     generator.load_state_dict(state["generator"])
@@ -97,6 +105,18 @@ def training_stages(checkpoint: Path) -> list[dict]:
     return stages
 
 
+def _last_stage(folder: Path) -> dict:
+    stages = [stage for stage in _read_json(folder / STAGES_FILE) or [] if "config" in stage]
+    if not stages:
+        raise ValueError(f"{folder} has no {STAGES_FILE} with a training stage: re-export it from its checkpoint")
+    return stages[-1]
+
+
+def _run_of(checkpoint: Path) -> str:
+    """The run a checkpoint.pt or an exported folder's generator came from."""
+    return _last_stage(checkpoint)["run"] if checkpoint.is_dir() else checkpoint.parent.as_posix()
+
+
 def averaged_stages(checkpoints: list[Path]) -> list[dict]:
     """The union of the checkpoints' lineages, oldest first, then one entry for the averaging.
     Independently initialised networks would average to noise, so all must share a first stage."""
@@ -109,7 +129,8 @@ def averaged_stages(checkpoints: list[Path]) -> list[dict]:
     for lineage in sorted(lineages, key=len, reverse=True):
         known = [stage.get("run", stage) for stage in stages]
         stages += [stage for stage in lineage if stage.get("run", stage) not in known]
-    return stages + [{"average_of": [checkpoint.parent.as_posix() for checkpoint in checkpoints]}]
+    return stages + [{"average_of": [_run_of(checkpoint) for checkpoint in checkpoints],
+                      "export_arguments": [checkpoint.as_posix() for checkpoint in checkpoints]}]
 
 
 def train_command(stage: dict) -> str:
@@ -132,7 +153,7 @@ def describe_stages(stages: list[dict]) -> list[str]:
     for stage in stages:
         if "average_of" in stage:
             runs = [f"stage {numbers[run]}" if run in numbers else run for run in stage["average_of"]]
-            checkpoints = " ".join(f"{run}/checkpoint.pt" for run in stage["average_of"])
+            checkpoints = " ".join(stage.get("export_arguments") or [f"{run}/checkpoint.pt" for run in stage["average_of"]])
             lines += [f"- Then the final generators of {' and '.join(runs)} were averaged weight by weight (uniform",
                       f"  weights). `python -m sketch2face.training.export --checkpoint {checkpoints}`"]
             continue
@@ -226,9 +247,11 @@ def model_card(generator: UNetGenerator, train_state: dict, metrics: dict | None
 def export(checkpoint: Path | list[Path], out_dir: Path, metrics_path: Path | None = None) -> Path:
     """One checkpoint exports as it is; several export as their weight average."""
     checkpoints = [checkpoint] if isinstance(checkpoint, Path) else list(checkpoint)
-    missing = [str(path) for path in checkpoints if not path.is_file()]
+    missing = [str(path) for path in checkpoints if not (path.is_file() or (path / "model.safetensors").is_file())]
     if missing:
-        raise ValueError(f"no checkpoint file at {', '.join(missing)}")
+        raise ValueError(f"no checkpoint file or exported generator at {', '.join(missing)}")
+    if len(checkpoints) == 1 and checkpoints[0].is_dir():
+        raise ValueError(f"{checkpoints[0]} is already exported: an exported folder is only read to average it with others")
     if len(checkpoints) == 1:
         generator, state = generator_from_checkpoint(checkpoints[0])
         stages = training_stages(checkpoints[0])
@@ -246,11 +269,7 @@ def refresh_card(folder: Path, metrics_path: Path | None = None) -> Path:
     """Render ``folder``'s model card again from what the folder holds: the generator, its
     training_stages.json (the last stage's settings and step count) and, optionally, metrics."""
     stages = _read_json(folder / STAGES_FILE) or []
-    last = [stage for stage in stages if "config" in stage]
-    if not last:
-        raise ValueError(f"{folder} has no {STAGES_FILE} with a training stage: re-export it from its checkpoint")
-    generator = UNetGenerator.from_pretrained(folder, strict=True)
-    state = {"config": last[-1]["config"], "step": last[-1]["steps"], "epoch": last[-1]["epochs"]}
+    generator, state = generator_from_checkpoint(folder)
     metrics = json.loads(metrics_path.read_text()) if metrics_path else None
     (folder / "README.md").write_text(model_card(generator, state, metrics, stages, upscaler=(folder / "upscaler").is_dir()))
     return folder / "README.md"
@@ -259,7 +278,7 @@ def refresh_card(folder: Path, metrics_path: Path | None = None) -> Path:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", type=Path, nargs="+", default=[Path("runs/main/checkpoint.pt")],
-                        help="one checkpoint.pt, or several of one lineage to export their weight average")
+                        help="one checkpoint.pt, or several of one lineage (checkpoints or exported folders) to export their weight average")
     parser.add_argument("--out", type=Path, default=Path("weights"))
     parser.add_argument("--metrics", type=Path, default=None, help="metrics.json from sketch2face.training.evaluate")
     parser.add_argument("--refresh-card", type=Path, default=None, metavar="FOLDER",
