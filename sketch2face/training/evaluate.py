@@ -215,7 +215,8 @@ def select(model_paths: list[str], out_dir: Path, root: Path | None = None, vali
     the order. The identity gallery is the 88 train photos, and KID judges against them the outputs
     for their artist sketches and for doodles drawn from them (:func:`train_doodles`); the doodles
     also on :func:`inner_face` crops of both, against the canvas-framed photos.
-    ``checkerboard_peaks`` is the mean over the canvas outputs of the artist sketches.
+    ``checkerboard_peaks`` is the mean over the canvas outputs of the artist sketches
+    (``doodle_checkerboard_peaks``: of the doodles, where fine-tunes grow the grid most).
     ``validation_every``: also report identity on the pairs a ``--cufs-validation-every`` run kept
     out (``validation``), still identified among all 88 photos.
     """
@@ -233,7 +234,7 @@ def select(model_paths: list[str], out_dir: Path, root: Path | None = None, vali
         summary, pairs, fakes = evaluate_cufs(model, embedder, root, split="train")
         canvases = [model.generate_canvas(preprocess.normalise(pair.sketch).canvas) for pair in pairs]
         results[candidate] = {"ssim": summary["ssim"], **summary["identity"], "kid_x1000": None, "doodle_kid_x1000": None,
-                              "doodle_kid_inner_face_x1000": None,
+                              "doodle_kid_inner_face_x1000": None, "doodle_checkerboard_peaks": None,
                               "checkerboard_peaks": float(np.mean([checkerboard_peaks(canvas) for canvas in canvases]))}
         if validation_every > 0:
             results[candidate]["validation"] = identity_subset(
@@ -245,6 +246,7 @@ def select(model_paths: list[str], out_dir: Path, root: Path | None = None, vali
             results[candidate]["kid_x1000"] = _kid_row(train_photos, judge.features(fakes))["kid_x1000"]
             doodle_canvases = [model.generate_canvas(preprocess.normalise(sketch).canvas) for sketch in doodles]
             results[candidate]["doodle_kid_x1000"] = _kid_row(train_photos, judge.features(doodle_canvases))["kid_x1000"]
+            results[candidate]["doodle_checkerboard_peaks"] = float(np.mean([checkerboard_peaks(canvas) for canvas in doodle_canvases]))
             inner_fakes = judge.features([inner_face(canvas) for canvas in doodle_canvases])
             results[candidate]["doodle_kid_inner_face_x1000"] = _kid_row(inner_photos, inner_fakes)["kid_x1000"]
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -280,16 +282,20 @@ def train_doodles(root: Path, seed: int = 0) -> list[np.ndarray]:
 
 def selection_table(results: dict[str, dict]) -> str:
     lines = ["| Candidate (on CUFS train) | rank-1 | rank-5 | mean dist | SSIM | KID x1000 | doodle KID x1000 "
-             "| doodle KID x1000, inner face | checkerboard |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "| doodle KID x1000, inner face | checkerboard | doodle checkerboard |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
 
     def kid_text(value):
         return "n/a" if value is None else f"{value:.0f}"
 
+    def peaks_text(value):
+        return "n/a" if value is None else f"{value:.2f}"
+
     for name, result in results.items():
         lines.append(f"| {name} | {result['rank1']:.1%} | {result['rank5']:.1%} | {result['mean_distance']:.3f} "
                      f"| {result['ssim']:.3f} | {kid_text(result.get('kid_x1000'))} | {kid_text(result.get('doodle_kid_x1000'))} "
-                     f"| {kid_text(result.get('doodle_kid_inner_face_x1000'))} | {result['checkerboard_peaks']:.2f} |")
+                     f"| {kid_text(result.get('doodle_kid_inner_face_x1000'))} | {result['checkerboard_peaks']:.2f} "
+                     f"| {peaks_text(result.get('doodle_checkerboard_peaks'))} |")
     validation = {name: result["validation"] for name, result in results.items() if "validation" in result}
     if validation:
         lines += ["", "| Candidate (CUFS train pairs kept out of a validation run) | faces | rank-1 | rank-5 | mean dist |",
