@@ -242,7 +242,7 @@ def select(model_paths: list[str], out_dir: Path, root: Path | None = None, vali
         if judge is not None:
             if train_photos is None:
                 train_photos = judge.features([pair.photo for pair in pairs])
-                inner_photos = judge.features([inner_face(record.photo) for record in data.load_cufs("train", root)])
+                inner_photos = judge.features([inner_face(data.cufs_to_canvas(pair.photo)) for pair in pairs])
             results[candidate]["kid_x1000"] = _kid_row(train_photos, judge.features(fakes))["kid_x1000"]
             doodle_canvases = [model.generate_canvas(preprocess.normalise(sketch).canvas) for sketch in doodles]
             results[candidate]["doodle_kid_x1000"] = _kid_row(train_photos, judge.features(doodle_canvases))["kid_x1000"]
@@ -285,17 +285,14 @@ def selection_table(results: dict[str, dict]) -> str:
              "| doodle KID x1000, inner face | checkerboard | doodle checkerboard |",
              "|---|---|---|---|---|---|---|---|---|---|"]
 
-    def kid_text(value):
-        return "n/a" if value is None else f"{value:.0f}"
-
-    def peaks_text(value):
-        return "n/a" if value is None else f"{value:.2f}"
+    def text(value, digits=0):
+        return "n/a" if value is None else f"{value:.{digits}f}"
 
     for name, result in results.items():
         lines.append(f"| {name} | {result['rank1']:.1%} | {result['rank5']:.1%} | {result['mean_distance']:.3f} "
-                     f"| {result['ssim']:.3f} | {kid_text(result.get('kid_x1000'))} | {kid_text(result.get('doodle_kid_x1000'))} "
-                     f"| {kid_text(result.get('doodle_kid_inner_face_x1000'))} | {result['checkerboard_peaks']:.2f} "
-                     f"| {peaks_text(result.get('doodle_checkerboard_peaks'))} |")
+                     f"| {result['ssim']:.3f} | {text(result.get('kid_x1000'))} | {text(result.get('doodle_kid_x1000'))} "
+                     f"| {text(result.get('doodle_kid_inner_face_x1000'))} | {result['checkerboard_peaks']:.2f} "
+                     f"| {text(result.get('doodle_checkerboard_peaks'), 2)} |")
     validation = {name: result["validation"] for name, result in results.items() if "validation" in result}
     if validation:
         lines += ["", "| Candidate (CUFS train pairs kept out of a validation run) | faces | rank-1 | rank-5 | mean dist |",
