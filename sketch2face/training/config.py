@@ -35,6 +35,10 @@ class TrainConfig:
     # Identity, 1 - SFace cosine: ~0.47 for stage 4's outputs on CUFS train (../shared/models/README.md),
     # so ~2.4 weighted. Half the 10 whose 88-person probe memorised its people; here ~400 people, augmented.
     lambda_identity: float = 5.0
+    # > 0: G_identity compares both faces blurred by this sigma (output pixels). The transposed
+    # decoder's grid has periods 2, 4 and 8 px; sigma 1.5 keeps under 1% of a period-2 or -4
+    # checkerboard and a fifth of period 8, so the recogniser's gradient can't ask for that grid.
+    identity_blur_sigma: float = 0.0
     identity_on_doodles: bool = True  # False: G_identity skips mouse doodles (data.SketchPhotoDataset)
     # False: the pixel terms (G_L1, G_L1_face) skip mouse doodles. Their lines are warped against the
     # photo, so a pixel loss there asks for the average of every face the lines could mean: a blur.

@@ -9,7 +9,8 @@ The trainer (train.py) weights them by TrainConfig and logs each under its name:
 - ``G_perceptual``: :func:`perceptual_loss` on the features of a frozen ImageNet network
   (darknet-tiny, ``sketch2face.training.darknet``);
 - ``G_identity``: :func:`identity_loss`, 1 - cosine of face embeddings of the generated and the
-  true photo (SFace, ``sketch2face.training.sface``), each aligned by the sample's five points.
+  true photo (SFace, ``sketch2face.training.sface``), each aligned by the sample's five points,
+  optionally both blurred first (:func:`gaussian_blur`).
 
 The frozen networks are passed in as callables, so any network with the same call signature
 works (the tests use small random convolutional networks).
@@ -17,6 +18,7 @@ works (the tests use small random convolutional networks).
 
 from __future__ import annotations
 
+import math
 from typing import Callable, Sequence
 
 import torch
@@ -76,11 +78,31 @@ def perceptual_loss(fake: torch.Tensor, photo: torch.Tensor, features: FeatureNe
     return torch.stack(terms).mean()
 
 
+def gaussian_blur(images: torch.Tensor, sigma: float) -> torch.Tensor:
+    """(N, C, H, W) blurred by a separable Gaussian of ``sigma`` pixels (edges reflected); the
+    images themselves when ``sigma`` is 0. Its gradient is the same blur of the incoming one."""
+    if sigma < 0:
+        raise ValueError(f"a blur's sigma can't be negative, got {sigma}")
+    if sigma == 0:
+        return images
+    radius = max(1, math.ceil(3 * sigma))
+    offsets = torch.arange(-radius, radius + 1, dtype=images.dtype, device=images.device)
+    kernel = torch.exp(-0.5 * (offsets / sigma) ** 2)
+    kernel = kernel / kernel.sum()
+    channels = images.shape[1]
+    padded = F.pad(images, (radius, radius, radius, radius), mode="reflect")
+    rows = F.conv2d(padded, kernel.view(1, 1, 1, -1).repeat(channels, 1, 1, 1), groups=channels)
+    return F.conv2d(rows, kernel.view(1, 1, -1, 1).repeat(channels, 1, 1, 1), groups=channels)
+
+
 def identity_loss(fake: torch.Tensor, photo: torch.Tensor, five_points: torch.Tensor, identity_mask: torch.Tensor,
-                  embed: IdentityEmbedder) -> torch.Tensor:
+                  embed: IdentityEmbedder, blur_sigma: float = 0.0) -> torch.Tensor:
     """1 - cosine similarity of the face embeddings of the generated and the true photo, both
     aligned by the sample's five points (eye centres, nose tip, mouth corners, in the photo's
-    pixels), averaged over the samples in ``identity_mask``; 0 when there are none."""
+    pixels), averaged over the samples in ``identity_mask``; 0 when there are none.
+
+    ``blur_sigma`` > 0 blurs both photos first, so the recogniser's gradient carries no detail
+    finer than the blur: it can't ask the generator for a pixel grid that only moves an embedding."""
     if identity_mask.shape != fake.shape[:1] or five_points.shape != (fake.shape[0], 5, 2):
         raise ValueError(f"expected five points (N, 5, 2) and a (N,) mask for N={fake.shape[0]}, "
                          f"got {tuple(five_points.shape)} and {tuple(identity_mask.shape)}")
@@ -89,6 +111,6 @@ def identity_loss(fake: torch.Tensor, photo: torch.Tensor, five_points: torch.Te
         return fake.new_zeros(())
     points = five_points[rows].to(fake.dtype)
     with torch.no_grad():
-        target = embed(photo[rows], points)
-    generated = embed(fake[rows], points)
+        target = embed(gaussian_blur(photo[rows], blur_sigma), points)
+    generated = embed(gaussian_blur(fake[rows], blur_sigma), points)
     return (1.0 - F.cosine_similarity(generated, target.detach(), dim=1)).mean()

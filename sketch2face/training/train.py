@@ -174,7 +174,7 @@ class Pix2PixTrainer:
             if identity_mask is None:
                 identity_mask = torch.ones(fake.shape[0], dtype=torch.bool, device=fake.device)
             terms["G_identity"] = config.lambda_identity * objectives.identity_loss(
-                fake, photo, five_points, identity_mask, self.identity_embedder)
+                fake, photo, five_points, identity_mask, self.identity_embedder, config.identity_blur_sigma)
         self.accelerator.backward(sum(terms.values()))
         self.optimizer_g.step()
 
