@@ -372,6 +372,57 @@ def test_identity_term_counts_only_the_samples_with_five_points():
         objectives.identity_loss(fake, photo, points[:, :3], torch.tensor([True, True]), embed)
 
 
+def checkerboard(height, width, period):
+    """+-1 squares of period ``period`` px, the pattern a stride-2 transposed decoder paints."""
+    rows, columns = torch.meshgrid(torch.arange(height), torch.arange(width), indexing="ij")
+    return (((rows // (period // 2)) + (columns // (period // 2))) % 2).float() * 2 - 1
+
+
+def test_gaussian_blur_removes_fine_checkerboards_and_keeps_flat_colour():
+    for period, kept in ((2, 0.01), (4, 0.01), (8, 0.3)):
+        board = checkerboard(64, 80, period).expand(1, 3, 64, 80)
+        blurred = objectives.gaussian_blur(board, 1.5)
+        assert blurred.shape == board.shape
+        assert blurred[..., 8:-8, 8:-8].std() < kept * board.std(), period
+    flat = torch.full((2, 3, 20, 24), 0.3)
+    assert torch.allclose(objectives.gaussian_blur(flat, 1.5), flat)
+    assert objectives.gaussian_blur(flat, 0.0) is flat
+    with pytest.raises(ValueError, match="negative"):
+        objectives.gaussian_blur(flat, -1.0)
+
+
+def test_blurred_identity_term_is_blind_to_a_fine_grid_and_not_to_the_face():
+    torch.manual_seed(1)
+    embed = SmallFaceEmbedder().identity_embedding
+    _, photo = face_batch(output_scale=2)
+    photo = 0.6 * photo  # room for the grid without clipping, which would shift the mean
+    points, both = five_points_of_the_drawn_face(), torch.tensor([True, True])
+    gridded = photo + 0.3 * checkerboard(*photo.shape[-2:], 4)
+    sharp = objectives.identity_loss(gridded, photo, points, both, embed).item()
+    blurred = objectives.identity_loss(gridded, photo, points, both, embed, blur_sigma=1.5).item()
+    assert sharp > 1e-4 and abs(blurred) < 0.02 * sharp
+    other_image = photo.flip(-1) * 0.5  # a different image still costs identity through the blur
+    assert objectives.identity_loss(other_image, photo, points, both, embed, blur_sigma=1.5).item() > 0.5 * sharp
+
+
+def test_train_step_shows_the_recogniser_blurred_faces_when_asked():
+    seen = []
+    small = SmallFaceEmbedder().identity_embedding
+
+    def recording_embedder(rgb, five_points):
+        seen.append(rgb.detach().clone())
+        return small(rgb, five_points)
+
+    sketch, photo = face_batch(output_scale=2)
+    for sigma in (0.0, 1.5):
+        seen.clear()
+        trainer = Pix2PixTrainer(TrainConfig(ngf=8, ndf=8, num_downs=5, batch_size=2, identity_blur_sigma=sigma),
+                                 Accelerator(cpu=True), SmallFeatureNetwork().features, recording_embedder)
+        trainer.train_step(sketch, photo, None, five_points_of_the_drawn_face(), torch.tensor([True, True]))
+        target = seen[0]  # the true photos, embedded first
+        assert torch.allclose(target, objectives.gaussian_blur(photo, sigma), atol=1e-6), sigma
+
+
 def test_identity_and_perceptual_gradients_reach_the_generated_image_only():
     features, embed = SmallFeatureNetwork().features, SmallFaceEmbedder().identity_embedding
     _, photo = face_batch(output_scale=2)
