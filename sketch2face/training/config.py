@@ -39,6 +39,9 @@ class TrainConfig:
     # decoder's grid has periods 2, 4 and 8 px; sigma 1.5 keeps under 1% of a period-2 or -4
     # checkerboard and a fifth of period 8, so the recogniser's gradient can't ask for that grid.
     identity_blur_sigma: float = 0.0
+    # True: the last transposed convolution stays phase-balanced (upsampling.balance_output_phases,
+    # after every G step): flat features paint a flat image, however a fine-tune moves the rest.
+    balance_output_phases: bool = False
     identity_on_doodles: bool = True  # False: G_identity skips mouse doodles (data.SketchPhotoDataset)
     # False: the pixel terms (G_L1, G_L1_face) skip mouse doodles. Their lines are warped against the
     # photo, so a pixel loss there asks for the average of every face the lines could mean: a blur.

@@ -38,6 +38,7 @@ import torch
 from .data import CUFS_STYLE_WEIGHTS
 from ..networks import UNetGenerator, count_parameters
 from .config import GENERATOR_SHAPE, TrainConfig, generator_from_config, saved_config
+from .upsampling import balance_output_phases
 
 
 def generator_from_checkpoint(checkpoint: Path) -> tuple[UNetGenerator, dict]:
@@ -69,6 +70,8 @@ def average_generators(checkpoints: list[Path]) -> tuple[UNetGenerator, dict]:
         for name, value in states[0].items()
     }
     generator.load_state_dict(averaged)
+    if any(state["config"].get("balance_output_phases") for _, state in loaded):
+        balance_output_phases(generator)  # the average keeps the constraint its fine-tune trained under
     return generator, first_state
 
 

@@ -42,7 +42,7 @@ from tqdm.auto import tqdm
 from . import data, objectives
 from .machine import machine_description
 from .config import GENERATOR_SHAPE, PRE_V2_DEFAULTS, TrainConfig, generator_from_config, saved_config
-from .upsampling import resize_generator_from
+from .upsampling import balance_output_phases, resize_generator_from
 from ..networks import MultiScalePatchDiscriminator, UNetGenerator, init_weights
 
 
@@ -118,6 +118,11 @@ class Pix2PixTrainer:
             raise SystemExit(f"train config: {error}") from None
         init_weights(self.generator)
         init_weights(self.discriminator)
+        if config.balance_output_phases:
+            try:
+                balance_output_phases(self.generator)
+            except ValueError as error:
+                raise SystemExit(f"--balance-output-phases: {error}") from None
         betas = (config.beta1, 0.999)
         self.optimizer_g = torch.optim.Adam(self.generator.parameters(), lr=config.lr, betas=betas)
         self.optimizer_d = torch.optim.Adam(self.discriminator.parameters(), lr=config.lr, betas=betas)
@@ -177,6 +182,7 @@ class Pix2PixTrainer:
                 fake, photo, five_points, identity_mask, self.identity_embedder, config.identity_blur_sigma)
         self.accelerator.backward(sum(terms.values()))
         self.optimizer_g.step()
+        self._keep_constraints()
 
         self.step += 1
         return {**{name: value.item() for name, value in terms.items()},
@@ -237,6 +243,7 @@ class Pix2PixTrainer:
     def _load_networks(self, state: dict) -> None:
         self.accelerator.unwrap_model(self.generator).load_state_dict(state["generator"])
         self.accelerator.unwrap_model(self.discriminator).load_state_dict(state["discriminator"])
+        self._keep_constraints()
 
     def load_checkpoint(self, path: Path) -> None:
         state = torch.load(path, map_location="cpu", weights_only=True)
@@ -261,10 +268,16 @@ class Pix2PixTrainer:
                 saved = {**saved, "upsample": "resize"}
             self._check_same_shape(path, saved, GENERATOR_SHAPE)
             self.accelerator.unwrap_model(self.generator).load_state_dict(pretrained.state_dict())
+            self._keep_constraints()
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
             self._check_same_shape(path, state["config"], GENERATOR_SHAPE + ("ndf", "num_scales"))
             self._load_networks(state)
+
+    def _keep_constraints(self) -> None:
+        """Project the generator back onto what the config asks of it (after a step or a load)."""
+        if self.config.balance_output_phases:
+            balance_output_phases(self.accelerator.unwrap_model(self.generator))
 
     def _check_same_shape(self, path: Path, saved: dict, names: tuple[str, ...]) -> None:
         saved = saved_config(saved)

@@ -7,6 +7,9 @@ response is closest to a given 4x4 one. Applied to every (input, output) channel
 trained decoder into a resize decoder that paints nearly the same face. What the fit cannot
 express is exactly the part that differs between the four output phases, i.e. the checkerboard.
 Fine-tuning then repairs the rest in far fewer steps than training from scratch.
+
+:func:`balance_output_phases` keeps a transposed generator but takes the grid out of its last
+layer: where the features are flat (paper, skin, background) the output is then flat too.
 """
 
 from __future__ import annotations
@@ -65,3 +68,40 @@ def resize_generator_from(transposed: UNetGenerator) -> UNetGenerator:
         state[name] = resize_kernel(original) if is_upsampling_kernel else original
     resized.load_state_dict(state)
     return resized
+
+
+def _phase_masks() -> torch.Tensor:
+    """(4, 4, 4): which taps of a 4x4, stride-2, padding-1 transposed kernel paint each of the four
+    output phases. Even output rows take kernel rows 1 and 3, odd ones rows 0 and 2; columns alike."""
+    rows_of = {0: (1, 3), 1: (0, 2)}
+    masks = torch.zeros(4, 4, 4)
+    for phase, (row_phase, column_phase) in enumerate(((0, 0), (0, 1), (1, 0), (1, 1))):
+        for row in rows_of[row_phase]:
+            for column in rows_of[column_phase]:
+                masks[phase, row, column] = 1.0
+    return masks
+
+
+def balanced_phase_kernel(weight: torch.Tensor) -> torch.Tensor:
+    """ConvTranspose2d weight (in, out, 4, 4) -> the nearest one (least squares) whose four output
+    phases have the same tap sum for every (in, out) channel pair. A flat input then paints a flat
+    output: the period-2 checkerboard of uneven kernel overlap (Odena et al. 2016) is gone there.
+    Each phase's four taps move by the same amount, the only way to fix a sum at the least change."""
+    if weight.shape[2:] != (4, 4):
+        raise ValueError(f"expected a 4x4 transposed kernel (in, out, 4, 4), got {tuple(weight.shape)}")
+    masks = _phase_masks().to(weight)
+    sums = torch.einsum("iokl,pkl->iop", weight, masks)
+    excess = sums - sums.mean(dim=2, keepdim=True)
+    return weight - torch.einsum("iop,pkl->iokl", excess / 4.0, masks)
+
+
+def balance_output_phases(generator: UNetGenerator) -> None:
+    """Make the last (image-painting) transposed convolution phase-balanced, in place. Fine-tunes
+    of stage 4 grow the grid wherever their features shift; with this layer balanced after every
+    step a shift can't paint it at period 2. On stage 4 itself it changes the canvas faces by
+    about 1 grey level in 255 (docs/training.md)."""
+    layer = generator.to_image[0]
+    if not isinstance(layer, torch.nn.ConvTranspose2d) or layer.stride != (2, 2) or layer.padding != (1, 1):
+        raise ValueError("balancing the output phases needs a generator with upsample='transposed' and output_scale=1")
+    with torch.no_grad():
+        layer.weight.copy_(balanced_phase_kernel(layer.weight))
