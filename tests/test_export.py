@@ -8,15 +8,16 @@ import torch
 from sketch2face.training.export import STAGES_FILE, export, main
 from sketch2face.networks import UNetGenerator
 from sketch2face.training.train import TrainConfig, train
+from sketch2face.training.upsampling import balanced_phase_kernel
 
 from .cli import run_cli
 from .test_data import tiny_data_root  # noqa: F401  (fixture)
 
 
-def quick_run(out_dir, data_root, seed=0, init_from=None):
+def quick_run(out_dir, data_root, seed=0, init_from=None, **overrides):
     # No frozen loss networks: this tests the lineage bookkeeping, not the losses.
     config = dataclasses.replace(TrainConfig.quick(), with_landmarks=False, seed=seed, lambda_perceptual=0.0,
-                                 lambda_identity=0.0)
+                                 lambda_identity=0.0, **overrides)
     train(config, out_dir, data_root, device="cpu", init_from=init_from)
     return out_dir / "checkpoint.pt"
 
@@ -87,6 +88,24 @@ def test_a_fine_tune_averages_with_the_exported_folder_it_started_from(tmp_path,
     # Exporting a folder alone would only copy it: refused, in one line.
     result = run_cli(main, ["--checkpoint", str(exported), "--out", str(tmp_path / "copy")], capsys)
     assert result.returncode == 2 and "is already exported" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_the_average_with_a_balanced_fine_tune_is_balanced_again(tmp_path, tiny_data_root, capsys):  # noqa: F811
+    transposed = dict(upsample="transposed", output_scale=1, num_scales=1)
+    exported = export(quick_run(tmp_path / "base", tiny_data_root, **transposed), tmp_path / "weights")
+    tune = quick_run(tmp_path / "tune", tiny_data_root, seed=1, init_from=exported, balance_output_phases=True, **transposed)
+    out = tmp_path / "soup"
+    result = run_cli(main, ["--checkpoint", str(tune), str(exported), "--out", str(out)], capsys)
+    assert result.returncode == 0, result.stderr[-2000:]
+
+    averaged = UNetGenerator.from_pretrained(out).state_dict()
+    base_state, tune_state = UNetGenerator.from_pretrained(exported).state_dict(), generator_state(tune)
+    mean = {name: (base_state[name] + tune_state[name]) / 2 for name, value in averaged.items() if value.is_floating_point()}
+    painting = "to_image.0.weight"
+    assert not torch.allclose(balanced_phase_kernel(base_state[painting]), base_state[painting])  # the base is not balanced
+    torch.testing.assert_close(averaged[painting], balanced_phase_kernel(mean.pop(painting)))
+    for name, value in mean.items():
+        torch.testing.assert_close(averaged[name], value, msg=name)
 
 
 def test_a_missing_checkpoint_is_refused_in_one_line(tmp_path, capsys):

@@ -423,6 +423,31 @@ def test_train_step_shows_the_recogniser_blurred_faces_when_asked():
         assert torch.allclose(target, objectives.gaussian_blur(photo, sigma), atol=1e-6), sigma
 
 
+def test_balanced_training_keeps_the_painting_layer_phase_balanced_through_steps_and_loads(tmp_path):
+    from sketch2face.training.upsampling import balanced_phase_kernel
+
+    def imbalance(trainer):
+        weight = trainer.accelerator.unwrap_model(trainer.generator).to_image[0].weight.detach()
+        return (balanced_phase_kernel(weight) - weight).abs().max().item()
+
+    sketch, photo = face_batch()
+    trainers = {}
+    for balance in (False, True):
+        torch.manual_seed(0)
+        config = TrainConfig(**{**PIX2PIX, "ngf": 8, "ndf": 8, "num_downs": 5, "batch_size": 2, "lr": 2e-3,
+                                "balance_output_phases": balance})
+        trainer = trainers[balance] = Pix2PixTrainer(config, Accelerator(cpu=True))
+        for _ in range(3):
+            trainer.train_step(sketch, photo)
+    assert imbalance(trainers[False]) > 1e-3 and imbalance(trainers[True]) < 1e-6
+    # A fine-tune from an unbalanced network is balanced from its first step on.
+    trainers[False].save_checkpoint(tmp_path / "unbalanced.pt")
+    trainers[True].init_from(tmp_path / "unbalanced.pt")
+    assert imbalance(trainers[True]) < 1e-6
+    with pytest.raises(SystemExit, match="balance-output-phases.*transposed"):
+        Pix2PixTrainer(TrainConfig(ngf=8, ndf=8, num_downs=5, balance_output_phases=True), Accelerator(cpu=True))
+
+
 def test_identity_and_perceptual_gradients_reach_the_generated_image_only():
     features, embed = SmallFeatureNetwork().features, SmallFaceEmbedder().identity_embedding
     _, photo = face_batch(output_scale=2)

@@ -1,5 +1,6 @@
 """The warm start of a resize decoder from a transposed one (sketch2face/training/upsampling.py)."""
 
+import pytest
 import torch
 import torch.nn.functional as F
 from accelerate import Accelerator
@@ -7,7 +8,7 @@ from accelerate import Accelerator
 from sketch2face.networks import UNetGenerator, init_weights
 from sketch2face.training.config import TrainConfig
 from sketch2face.training.train import Pix2PixTrainer
-from sketch2face.training.upsampling import resize_generator_from, resize_kernel
+from sketch2face.training.upsampling import balance_output_phases, balanced_phase_kernel, resize_generator_from, resize_kernel
 
 
 
@@ -77,3 +78,33 @@ def test_a_resize_fine_tune_starts_from_a_transposed_generator_refitted(tmp_path
     expected = resize_generator_from(UNetGenerator.from_pretrained(tmp_path)).state_dict()
     started = trainer.accelerator.unwrap_model(trainer.generator).state_dict()
     assert all(torch.equal(started[name], expected[name]) for name in expected)
+
+
+def interior_spread(kernel):
+    """How much a transposed 4x4 / stride-2 layer's output varies for a flat input, away from the borders."""
+    painted = F.conv_transpose2d(torch.ones(1, kernel.shape[0], 8, 8, dtype=kernel.dtype), kernel, stride=2, padding=1)
+    return painted[0, :, 2:-2, 2:-2].std(dim=(1, 2)).max().item()
+
+
+def test_a_phase_balanced_kernel_paints_a_flat_input_flat_with_the_least_change():
+    torch.manual_seed(0)
+    kernel = torch.randn(3, 2, 4, 4, dtype=torch.float64)
+    balanced = balanced_phase_kernel(kernel)
+    assert interior_spread(kernel) > 0.5 and interior_spread(balanced) < 1e-12
+    torch.testing.assert_close(balanced_phase_kernel(balanced), balanced)  # a projection
+    # Least squares: the change is orthogonal to every move within the balanced kernels.
+    other = balanced_phase_kernel(torch.randn(3, 2, 4, 4, dtype=torch.float64))
+    assert abs(torch.sum((kernel - balanced) * (other - balanced)).item()) < 1e-9
+    # The mean tap sum of each channel pair, what a flat input paints, is kept.
+    torch.testing.assert_close(balanced.sum(dim=(2, 3)), kernel.sum(dim=(2, 3)))
+
+
+def test_balancing_a_generator_touches_its_last_layer_only_and_needs_a_transposed_one():
+    generator = transposed_generator()
+    before = {name: value.clone() for name, value in generator.state_dict().items()}
+    balance_output_phases(generator)
+    changed = {name for name, value in generator.state_dict().items() if not torch.equal(value, before[name])}
+    assert changed == {"to_image.0.weight"}
+    assert interior_spread(generator.to_image[0].weight.detach()) < 1e-5
+    with pytest.raises(ValueError, match="upsample='transposed'"):
+        balance_output_phases(UNetGenerator(ngf=8, upsample="resize"))
