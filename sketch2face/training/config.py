@@ -38,6 +38,7 @@ class TrainConfig:
     # > 0: G_identity compares both faces blurred by this sigma (output pixels). The transposed
     # decoder's grid has periods 2, 4 and 8 px; sigma 1.5 keeps under 1% of a period-2 or -4
     # checkerboard and a fifth of period 8, so the recogniser's gradient can't ask for that grid.
+    # (At 1.5 a fine-tune's grid still grew as fast: it comes from moving the network at all.)
     identity_blur_sigma: float = 0.0
     # True: the last transposed convolution stays phase-balanced (upsampling.balance_output_phases,
     # after every G step): flat features paint a flat image, however a fine-tune moves the rest.

@@ -18,7 +18,8 @@ compares darknet-tiny's features (sketch2face.training.darknet); G_identity is 1
 SFace embeddings (sketch2face.training.sface) of the generated and the true photo, aligned by the
 five face points that each training sample carries; G_L1_face is an extra L1 on the inner face.
 ``--l1-on-doodles false`` leaves mouse doodles out of both pixel terms, ``--identity-on-doodles
-false`` out of G_identity.
+false`` out of G_identity. ``--balance-output-phases true`` keeps the image-painting transposed
+kernel phase-balanced (training/upsampling.py), a constraint rather than a term.
 The two frozen networks are built only when their weight is above 0.
 """
 
