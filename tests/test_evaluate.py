@@ -1,4 +1,5 @@
 import json
+import math
 from pathlib import Path
 
 import cv2
@@ -6,7 +7,7 @@ import numpy as np
 import pytest
 
 from sketch2face.training.evaluate import (INNER_FACE_BOX, grid, identification, identity_by_group, image_metrics, inner_face, main,
-                                          photo_likeness)
+                                          paired_identity, photo_likeness, sign_test_p)
 from sketch2face.training.export import group_limits
 from sketch2face.networks import UNetGenerator
 
@@ -256,3 +257,55 @@ def test_evaluate_upscaler_select_compares_candidates_with_bicubic_on_held_out_p
     assert rows["bicubic"]["colour_shift"] == 0.0 and 0.0 < rows[str(bilinear)]["colour_shift"] < 3.0  # resizing keeps colours
     assert f"| {bilinear} |" in finished.stdout and "| bicubic |" in finished.stdout
     assert (out / "generated_validation_pairs.npz").exists() and not list(out.glob("generated_training*"))  # only the held-out side
+
+
+def test_sign_test_p_is_the_exact_two_sided_binomial_tail():
+    assert sign_test_p(0, 0) == 1.0
+    assert sign_test_p(5, 5) == 1.0
+    assert sign_test_p(4, 7) == pytest.approx(2 * sum(math.comb(11, k) for k in range(5)) / 2 ** 11)  # 0.549
+    assert sign_test_p(10, 0) == sign_test_p(0, 10) == pytest.approx(2 / 2 ** 10)
+
+
+def test_paired_identity_counts_the_faces_each_model_alone_names_right():
+    reference = {"gallery": 6, "ranks": [0, 0, 0, 2, 5, 1], "distances": [0.3, 0.3, 0.3, 0.5, 0.6, 0.4]}
+    candidate = {"gallery": 6, "ranks": [0, 1, 0, 0, 3, 1], "distances": [0.2, 0.4, 0.3, 0.4, 0.5, 0.4]}
+    paired = paired_identity(reference, candidate)
+    assert (paired["first_under_both"], paired["first_only_under_reference"], paired["first_only_under_candidate"]) == (2, 1, 1)
+    assert paired["rank1_p"] == 1.0
+    assert paired["mean_rank"] == pytest.approx([8 / 6, 5 / 6])
+    assert (paired["rank_better"], paired["rank_worse"]) == (2, 1)
+    assert (paired["distance_closer"], paired["distance_further"]) == (3, 1)
+    without_distances = {key: value for key, value in reference.items() if key != "distances"}
+    assert "distance_p" not in paired_identity(without_distances, candidate)
+    with pytest.raises(ValueError, match="not the same faces"):
+        paired_identity(reference, {**candidate, "gallery": 7})
+
+
+def test_compare_cli_reads_two_reports_face_by_face_and_refuses_bad_files(tmp_path, capsys):
+    def report(cufs_ranks, pencil_ranks):
+        return {"cufs_test": {"identity": {"gallery": len(cufs_ranks), "ranks": cufs_ranks}},
+                "canada": {"pencil": {"gallery": len(pencil_ranks), "ranks": pencil_ranks}}}
+    reference, candidate = tmp_path / "reference.json", tmp_path / "candidate.json"
+    reference.write_text(json.dumps(report([0, 1, 2, 0], [0, 0])))
+    candidate.write_text(json.dumps(report([0, 0, 0, 3], [0, 1])))
+    main(["--compare", str(reference), str(candidate)])
+    table = capsys.readouterr().out
+    assert "| CUFS test (4) | 1 | 1 | 2 | 1 | 0.75 -> 0.75 | 2 / 1 (1) | not in both reports |" in table
+    assert "| Canada pencil (2) | 1 | 1 | 0 |" in table
+
+    broken = tmp_path / "broken.json"
+    broken.write_text("{not json")
+    for bad, message in [(tmp_path / "missing.json", "can't read"), (broken, "can't read")]:
+        with pytest.raises(SystemExit):
+            main(["--compare", str(reference), str(bad)])
+        assert message in capsys.readouterr().err
+    other_faces = tmp_path / "other.json"
+    other_faces.write_text(json.dumps(report([0, 1, 2], [0, 0])))
+    with pytest.raises(SystemExit):
+        main(["--compare", str(reference), str(other_faces)])
+    assert "not the same faces" in capsys.readouterr().err
+    no_ranks = tmp_path / "no_ranks.json"
+    no_ranks.write_text(json.dumps([1, 2]))
+    with pytest.raises(SystemExit):
+        main(["--compare", str(reference), str(no_ranks)])
+    assert "JSON object" in capsys.readouterr().err

@@ -4,6 +4,7 @@
     python -m sketch2face.training.evaluate --model runs/main/generator --out outputs/eval
     python -m sketch2face.training.evaluate --select runs/a/generator runs/b/generator   # choose on CUFS *train*
     python -m sketch2face.training.evaluate --side-by-side weights runs/v2/generator  # the same inputs through both
+    python -m sketch2face.training.evaluate --compare docs/metrics.json outputs/eval/metrics.json  # face by face
 
 These figures judge the generator alone, at the canvas's resolution (``full_size=False``): the x2
 upscaler, if the weights have one, is skipped here and judged by ``evaluate_upscaler``. The grids (``--examples-grid``,
@@ -37,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from dataclasses import dataclass
@@ -107,6 +109,78 @@ def identification(generated: np.ndarray, real: np.ndarray) -> dict:
         "ranks": [int(rank) for rank in ranks],
         "distances": [round(float(distance), 6) for distance in true],
     }
+
+
+def sign_test_p(wins: int, losses: int) -> float:
+    """Two-sided exact sign test (McNemar's, on discordant pairs): how often a fair coin splits
+    ``wins + losses`` tosses at least this unevenly. Ties are left out before calling."""
+    tosses, fewer = wins + losses, min(wins, losses)
+    if tosses == 0:
+        return 1.0
+    tail = sum(math.comb(tosses, k) for k in range(fewer + 1)) / 2 ** tosses
+    return min(1.0, 2 * tail)
+
+
+def paired_identity(reference: dict, candidate: dict) -> dict:
+    """Face-by-face comparison of two ``identification`` results on the same faces and gallery.
+
+    With 100 faces a rank-1 gap of a few faces is noise: the discordant faces (named right by only
+    one of the two) and a sign test over them say whether it is. Ranks and distances (where both
+    results have them) are compared the same way, each face voting for the model that did better.
+    """
+    if len(reference["ranks"]) != len(candidate["ranks"]) or reference["gallery"] != candidate["gallery"]:
+        raise ValueError(f"not the same faces: {len(reference['ranks'])} faces among {reference['gallery']} "
+                         f"against {len(candidate['ranks'])} among {candidate['gallery']}")
+    reference_ranks, candidate_ranks = np.array(reference["ranks"]), np.array(candidate["ranks"])
+    reference_first, candidate_first = reference_ranks == 0, candidate_ranks == 0
+    only_reference = int((reference_first & ~candidate_first).sum())
+    only_candidate = int((candidate_first & ~reference_first).sum())
+    rank_better = int((candidate_ranks < reference_ranks).sum())
+    rank_worse = int((candidate_ranks > reference_ranks).sum())
+    result = {
+        "faces": len(reference_ranks),
+        "first_under_both": int((reference_first & candidate_first).sum()),
+        "first_only_under_reference": only_reference,
+        "first_only_under_candidate": only_candidate,
+        "rank1_p": sign_test_p(only_candidate, only_reference),
+        "mean_rank": [float(reference_ranks.mean()), float(candidate_ranks.mean())],
+        "rank_better": rank_better, "rank_worse": rank_worse,
+        "rank_p": sign_test_p(rank_better, rank_worse),
+    }
+    if "distances" in reference and "distances" in candidate:
+        reference_distances, candidate_distances = np.array(reference["distances"]), np.array(candidate["distances"])
+        closer = int((candidate_distances < reference_distances).sum())
+        further = int((candidate_distances > reference_distances).sum())
+        result.update(distance_closer=closer, distance_further=further, distance_p=sign_test_p(closer, further))
+    return result
+
+
+def compare_reports(reference: dict, candidate: dict) -> dict[str, dict]:
+    """``paired_identity`` for every identity result two ``metrics.json`` reports share."""
+    if not isinstance(reference, dict) or not isinstance(candidate, dict):
+        raise ValueError("a metrics.json report is a JSON object")
+    sections = {"CUFS test": ("cufs_test", "identity")}
+    sections.update({f"Canada {style}": ("canada", style) for style in candidate.get("canada", {})})
+    compared = {}
+    for name, (group, key) in sections.items():
+        reference_identity = reference.get(group, {}).get(key)
+        candidate_identity = candidate.get(group, {}).get(key)
+        if reference_identity and candidate_identity and "ranks" in reference_identity and "ranks" in candidate_identity:
+            compared[name] = paired_identity(reference_identity, candidate_identity)
+    return compared
+
+
+def comparison_table(compared: dict[str, dict]) -> str:
+    rows = ["| Faces (reference -> candidate) | named right by both | only reference | only candidate | rank-1 p "
+            "| mean rank | rank better / worse (p) | distance closer / further (p) |",
+            "|---|---|---|---|---|---|---|---|"]
+    for name, c in compared.items():
+        distance = (f"{c['distance_closer']} / {c['distance_further']} ({c['distance_p']:.2g})"
+                    if "distance_p" in c else "not in both reports")
+        rows.append(f"| {name} ({c['faces']}) | {c['first_under_both']} | {c['first_only_under_reference']} "
+                    f"| {c['first_only_under_candidate']} | {c['rank1_p']:.2g} | {c['mean_rank'][0]:.2f} -> {c['mean_rank'][1]:.2f} "
+                    f"| {c['rank_better']} / {c['rank_worse']} ({c['rank_p']:.2g}) | {distance} |")
+    return "\n".join(rows) + "\n"
 
 
 # CUHK names its files by sex ("f-005-01", "m-006-01"); 20 of the 100 test people are women.
@@ -580,7 +654,24 @@ def main(argv: list[str] | None = None) -> None:
                         help="with --select: also report the CUFS train pairs that `train --cufs-validation-every N` kept out")
     parser.add_argument("--side-by-side", nargs="+", metavar="MODEL", default=None,
                         help="only draw OUT/grid_side_by_side.png: the same inputs through each of these generators")
+    parser.add_argument("--compare", nargs=2, metavar=("REFERENCE", "CANDIDATE"), type=Path, default=None,
+                        help="only compare two metrics.json files face by face (runs no model)")
     args = parser.parse_args(argv)
+    if args.compare:
+        reports = []
+        for path in args.compare:
+            try:
+                reports.append(json.loads(path.read_text()))
+            except (OSError, ValueError) as error:
+                parser.error(f"--compare: can't read {path} as a metrics.json: {error}")
+        try:
+            compared = compare_reports(*reports)
+        except ValueError as error:
+            parser.error(f"--compare: {error}")
+        if not compared:
+            parser.error("--compare: the two reports share no identity result with per-face ranks")
+        print(comparison_table(compared), end="")
+        return
     if args.side_by_side:
         print(f"wrote {side_by_side(args.side_by_side, args.out / 'grid_side_by_side.png', args.data_root, args.examples_grid)}")
         return
