@@ -43,6 +43,7 @@ def test_checkpoints_of_one_lineage_export_as_their_weight_average_and_others_ar
     stages = json.loads((folder / STAGES_FILE).read_text())
     assert [stage.get("run") for stage in stages[:2]] == [(tmp_path / "base").as_posix(), (tmp_path / "tune").as_posix()]
     assert stages[2] == {"average_of": [(tmp_path / "base").as_posix(), (tmp_path / "tune").as_posix()],
+                         "sources": [[(tmp_path / "base").as_posix()], [(tmp_path / "tune").as_posix()]],
                          "export_arguments": [base.as_posix(), tune.as_posix()]}
     card = (folder / "README.md").read_text()
     assert "Stage 2, fine-tuned from the stage before" in card
@@ -80,7 +81,8 @@ def test_a_fine_tune_averages_with_the_exported_folder_it_started_from(tmp_path,
     stages = json.loads((out / STAGES_FILE).read_text())
     runs = [(tmp_path / "base").as_posix(), (tmp_path / "tune").as_posix()]
     assert [stage.get("run") for stage in stages[:2]] == runs
-    assert stages[2] == {"average_of": runs[::-1], "export_arguments": [tune.as_posix(), exported.as_posix()]}
+    assert stages[2] == {"average_of": runs[::-1], "sources": [[runs[1]], [runs[0]]],
+                         "export_arguments": [tune.as_posix(), exported.as_posix()]}
     card = (out / "README.md").read_text()
     assert "the final generators of stage 2 and stage 1 were averaged weight by weight" in card
     assert f"python -m sketch2face.training.export --checkpoint {tune} {exported}`" in card
@@ -88,6 +90,24 @@ def test_a_fine_tune_averages_with_the_exported_folder_it_started_from(tmp_path,
     # Exporting a folder alone would only copy it: refused, in one line.
     result = run_cli(main, ["--checkpoint", str(exported), "--out", str(tmp_path / "copy")], capsys)
     assert result.returncode == 2 and "is already exported" in result.stderr and "Traceback" not in result.stderr
+
+    # A second seed from the same folder, its own average, then the average of the two averages:
+    # the card names each stage's real parent and what each averaged folder held.
+    second = quick_run(tmp_path / "second", tiny_data_root, seed=2, init_from=exported)
+    second_soup = tmp_path / "second_soup"
+    assert run_cli(main, ["--checkpoint", str(second), str(exported), "--out", str(second_soup)], capsys).returncode == 0
+    both = tmp_path / "both"
+    result = run_cli(main, ["--checkpoint", str(out), str(second_soup), "--out", str(both)], capsys)
+    assert result.returncode == 0, result.stderr[-2000:]
+    card = (both / "README.md").read_text()
+    assert "Stage 3, fine-tuned from stage 1's exported generator" in card
+    assert ("Then the average of stage 2 and stage 1 and the average of stage 3 and stage 1 were averaged"
+            in " ".join(card.split()))
+    averaged = UNetGenerator.from_pretrained(both).state_dict()
+    second_state = generator_state(second)
+    for name, value in averaged.items():
+        if value.is_floating_point():
+            torch.testing.assert_close(value, base_state[name] / 2 + (tune_state[name] + second_state[name]) / 4, msg=name)
 
 
 def test_the_average_with_a_balanced_fine_tune_is_balanced_again(tmp_path, tiny_data_root, capsys):  # noqa: F811

@@ -131,9 +131,23 @@ def averaged_stages(checkpoints: list[Path]) -> list[dict]:
     stages: list[dict] = []
     for lineage in sorted(lineages, key=len, reverse=True):
         known = [stage.get("run", stage) for stage in stages]
-        stages += [stage for stage in lineage if stage.get("run", stage) not in known]
+        previous_run = None  # merged lineages interleave: each stage names the run it was fine-tuned from
+        for stage in lineage:
+            if stage.get("run", stage) not in known:
+                stages.append({**stage, "follows": previous_run} if "config" in stage and previous_run else stage)
+            previous_run = stage.get("run", previous_run)
     return stages + [{"average_of": [_run_of(checkpoint) for checkpoint in checkpoints],
+                      "sources": [_averaged_runs(checkpoint) for checkpoint in checkpoints],
                       "export_arguments": [checkpoint.as_posix() for checkpoint in checkpoints]}]
+
+
+def _averaged_runs(checkpoint: Path) -> list[str]:
+    """The runs behind one thing being averaged: several when it is an exported average itself."""
+    if checkpoint.is_dir():
+        last = (_read_json(checkpoint / STAGES_FILE) or [{}])[-1]
+        if "average_of" in last:
+            return [run for source in last.get("sources") or [[run] for run in last["average_of"]] for run in source]
+    return [_run_of(checkpoint)]
 
 
 def train_command(stage: dict) -> str:
@@ -155,19 +169,30 @@ def describe_stages(stages: list[dict]) -> list[str]:
     numbers = {}  # run -> its stage number, to name the parent of a branch
     for stage in stages:
         if "average_of" in stage:
-            runs = [f"stage {numbers[run]}" if run in numbers else run for run in stage["average_of"]]
+            def name(run: str) -> str:
+                return f"stage {numbers[run]}" if run in numbers else run
+
+            sources = stage.get("sources") or [[run] for run in stage["average_of"]]
+            if all(len(runs) == 1 for runs in sources):
+                averaged = "the final generators of " + " and ".join(name(runs[0]) for runs in sources)
+            else:
+                averaged = " and ".join(f"the final generator of {name(runs[0])}" if len(runs) == 1
+                                        else f"the average of {' and '.join(map(name, runs))}" for runs in sources)
             checkpoints = " ".join(stage.get("export_arguments") or [f"{run}/checkpoint.pt" for run in stage["average_of"]])
-            lines += [f"- Then the final generators of {' and '.join(runs)} were averaged weight by weight (uniform",
+            lines += [f"- Then {averaged} were averaged weight by weight (uniform",
                       f"  weights). `python -m sketch2face.training.export --checkpoint {checkpoints}`"]
             continue
         number = numbers[stage["run"]] = len(numbers) + 1
         config = stage["config"]
         took = f", {stage['seconds'] / 60:.0f} min on {stage.get('machine') or stage['device']}" if stage.get("seconds") else ""
         parent = Path(stage["init_from"]).parent.as_posix() if stage["init_from"] else None
+        follows = stage.get("follows")
+        before = (f"stage {numbers[follows]}" if follows in numbers and numbers[follows] != number - 1
+                  else "the stage before")
         if not stage["init_from"]:
             start = "from scratch"
         elif not stage["init_from"].endswith(".pt"):
-            start = "fine-tuned from the stage before's exported generator, with a fresh discriminator"
+            start = f"fine-tuned from {before}'s exported generator, with a fresh discriminator"
             if previous_upsample(stages, stage) == "transposed" and saved_config(config)["upsample"] == "resize":
                 start += " and its transposed kernels refitted for resize upsampling (training/upsampling.py)"
         elif parent in numbers and numbers[parent] != number - 1:
