@@ -146,8 +146,13 @@ def _averaged_runs(checkpoint: Path) -> list[str]:
     if checkpoint.is_dir():
         last = (_read_json(checkpoint / STAGES_FILE) or [{}])[-1]
         if "average_of" in last:
-            return [run for source in last.get("sources") or [[run] for run in last["average_of"]] for run in source]
+            return [run for source in _sources(last) for run in source]
     return [_run_of(checkpoint)]
+
+
+def _sources(average: dict) -> list[list[str]]:
+    """The runs behind each thing an average entry averaged (older entries list one run each)."""
+    return average.get("sources") or [[run] for run in average["average_of"]]
 
 
 def train_command(stage: dict) -> str:
@@ -167,12 +172,13 @@ def train_command(stage: dict) -> str:
 def describe_stages(stages: list[dict]) -> list[str]:
     lines = []
     numbers = {}  # run -> its stage number, to name the parent of a branch
+
+    def name(run: str) -> str:
+        return f"stage {numbers[run]}" if run in numbers else run
+
     for stage in stages:
         if "average_of" in stage:
-            def name(run: str) -> str:
-                return f"stage {numbers[run]}" if run in numbers else run
-
-            sources = stage.get("sources") or [[run] for run in stage["average_of"]]
+            sources = _sources(stage)
             if all(len(runs) == 1 for runs in sources):
                 averaged = "the final generators of " + " and ".join(name(runs[0]) for runs in sources)
             else:
@@ -185,20 +191,17 @@ def describe_stages(stages: list[dict]) -> list[str]:
         number = numbers[stage["run"]] = len(numbers) + 1
         config = stage["config"]
         took = f", {stage['seconds'] / 60:.0f} min on {stage.get('machine') or stage['device']}" if stage.get("seconds") else ""
-        parent = Path(stage["init_from"]).parent.as_posix() if stage["init_from"] else None
-        follows = stage.get("follows")
-        before = (f"stage {numbers[follows]}" if follows in numbers and numbers[follows] != number - 1
-                  else "the stage before")
+        # The run it started from: recorded when lineages were merged, else the checkpoint's folder.
+        parent = stage.get("follows") or (Path(stage["init_from"]).parent.as_posix() if stage["init_from"] else None)
+        before = name(parent) if parent in numbers and numbers[parent] != number - 1 else "the stage before"
         if not stage["init_from"]:
             start = "from scratch"
         elif not stage["init_from"].endswith(".pt"):
             start = f"fine-tuned from {before}'s exported generator, with a fresh discriminator"
             if previous_upsample(stages, stage) == "transposed" and saved_config(config)["upsample"] == "resize":
                 start += " and its transposed kernels refitted for resize upsampling (training/upsampling.py)"
-        elif parent in numbers and numbers[parent] != number - 1:
-            start = f"fine-tuned from stage {numbers[parent]}"
         else:
-            start = "fine-tuned from the stage before"
+            start = f"fine-tuned from {before}"
         lines += [
             f"- Stage {number}, {start}: {stage['steps']} steps of batch {config['batch_size']}{took}; CUFS pairs keep",
             f"  their artist sketch {config.get('artist_weight', CUFS_STYLE_WEIGHTS['artist']):.0%} of the time and appear "
