@@ -406,18 +406,7 @@ def uncanvas(face: np.ndarray, sketch: NormalisedSketch, size: tuple[int, int] |
     """
     canvas_scale = face.shape[1] / CANVAS_SIZE[0]
     width, height = size or output_size(sketch, canvas_scale)
-    # input -> canvas is (s, t); output = input * k with k = width / input_width.
-    k_x = width / sketch.input_size[0]
-    k_y = height / sketch.input_size[1]
-    s = sketch.scale
-    tx, ty = sketch.to_canvas[0, 2], sketch.to_canvas[1, 2]
-    # face pixel f = canvas_scale * (s * input + t)  =>  output = k * (f / canvas_scale - t) / s
-    to_output = np.array(
-        [
-            [k_x / (s * canvas_scale), 0.0, -k_x * tx / s],
-            [0.0, k_y / (s * canvas_scale), -k_y * ty / s],
-        ]
-    )
+    to_output = canvas_to_output(sketch, canvas_scale, (width, height))
     # Enlarged faces use bicubic: of the plain resizers it is the one the realism judge prefers on
     # generated faces. (When the weights have an upscaler, the face arrives here already at 2x.)
     warped = _warp_scale_translate(face, to_output, (width, height), border_value=None, enlarge_with=cv2.INTER_CUBIC)
@@ -432,3 +421,21 @@ def uncanvas(face: np.ndarray, sketch: NormalisedSketch, size: tuple[int, int] |
                                            face[:, -4:].reshape(-1, face.shape[2])]), axis=0)
     blended = coverage[..., None] * warped + (1.0 - coverage[..., None]) * background
     return np.clip(blended.round(), 0, 255).astype(face.dtype)
+
+
+def canvas_to_output(sketch: NormalisedSketch, canvas_scale: float, size: tuple[int, int]) -> np.ndarray:
+    """2x3 affine from a canvas-framed image's pixels (the canvas at ``canvas_scale``) to the
+    result's, for a result of ``size`` (width, height) in the input's frame."""
+    width, height = size
+    # input -> canvas is (s, t); output = input * k with k = width / input_width.
+    k_x = width / sketch.input_size[0]
+    k_y = height / sketch.input_size[1]
+    s = sketch.scale
+    tx, ty = sketch.to_canvas[0, 2], sketch.to_canvas[1, 2]
+    # face pixel f = canvas_scale * (s * input + t)  =>  output = k * (f / canvas_scale - t) / s
+    return np.array(
+        [
+            [k_x / (s * canvas_scale), 0.0, -k_x * tx / s],
+            [0.0, k_y / (s * canvas_scale), -k_y * ty / s],
+        ]
+    )

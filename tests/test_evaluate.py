@@ -15,6 +15,8 @@ from .cli import run_cli
 from .test_data import tiny_data_root  # noqa: F401  (fixture)
 from .test_styles import synthetic_face
 
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
 
 def test_identification_ranks():
     real = np.eye(4)
@@ -100,6 +102,11 @@ def test_evaluate_cli_writes_json_markdown_and_grids(tmp_path, tiny_data_root, c
     assert identity["by_group"]["men"]["rank1"] == np.mean([rank == 0 for rank in identity["ranks"][1:]])
     table = (out / "metrics.md").read_text()
     assert "| **sketch2face (ours)** |" in table and "| women | 1 |" in table and "| men | 2 |" in table
+    # The project's examples are measured too (for the canvas-edge rectangle), but never judged by KID.
+    examples = report["unpaired"]["examples"]
+    assert examples["count"] == len(list((REPO_ROOT / "examples").glob("*.png"))) == 8
+    assert examples["seam_step"] is not None and examples["seam_step"] >= 0.0
+    assert "| examples | 8 |" in table and "canvas-edge step" in table
     for name in ("grid_cufs_test.png", "grid_canada.png", "grid_doodles.png", "grid_edgemaps.png"):
         assert cv2.imread(str(out / name)) is not None
 
@@ -120,7 +127,9 @@ def test_select_compares_candidates_on_cufs_train_without_reading_test(tmp_path,
         # None here: two images are too few for KID
         assert {"kid_x1000", "doodle_kid_x1000", "doodle_kid_inner_face_x1000", "doodle_checkerboard_peaks"} <= set(result)
         assert result["checkerboard_peaks"] > 0 and result["doodle_checkerboard_peaks"] > 0
-    assert "| doodle KID x1000 | doodle KID x1000, inner face | checkerboard | doodle checkerboard |" in finished.stdout
+        assert result["doodle_seam_step"] is None or result["doodle_seam_step"] >= 0.0
+    assert ("| doodle KID x1000 | doodle KID x1000, inner face | checkerboard | doodle checkerboard "
+            "| doodle canvas-edge step |") in finished.stdout
     assert "kept out of a validation run" not in finished.stdout
     assert not (out / "metrics.json").exists()
 
@@ -309,3 +318,42 @@ def test_compare_cli_reads_two_reports_face_by_face_and_refuses_bad_files(tmp_pa
     with pytest.raises(SystemExit):
         main(["--compare", str(reference), str(no_ranks)])
     assert "JSON object" in capsys.readouterr().err
+
+
+def _line_face_sketch(page=(600, 600), box=(200, 150, 400, 450)):
+    from sketch2face import preprocess
+
+    image = np.full(page[::-1], 255, np.uint8)
+    x0, y0, x1, y1 = box
+    cv2.ellipse(image, ((x0 + x1) // 2, (y0 + y1) // 2), ((x1 - x0) // 2, (y1 - y0) // 2), 0, 0, 360, 0, 3)
+    return preprocess.normalise(image)
+
+
+def test_drawing_region_is_the_ink_hull_run_down_to_the_canvas_foot():
+    from sketch2face.preprocess import CANVAS_SIZE
+    from sketch2face.training.evaluate import drawing_region
+
+    canvas = np.ones((CANVAS_SIZE[1], CANVAS_SIZE[0]), np.float32)
+    cv2.circle(canvas, (128, 120), 80, 0.0, 3)  # a head with no neck drawn
+    region = drawing_region(canvas)
+    assert region[120, 128] == 1 and region[CANVAS_SIZE[1] - 1, 128] == 1  # inside; the neck reaches the foot
+    assert region[CANVAS_SIZE[1] - 1, 5] == 0 and region[5, 5] == 0 and region[5, CANVAS_SIZE[0] - 6] == 0
+    assert drawing_region(np.ones_like(canvas)).sum() == 0
+
+
+def test_seam_step_sees_a_lighter_canvas_and_not_the_face():
+    from sketch2face import preprocess
+    from sketch2face.training.evaluate import drawing_region, seam_step
+
+    sketch = _line_face_sketch()  # a small face on a big page: the result reaches far past the canvas
+    size = preprocess.output_size(sketch)
+    to_output = preprocess.canvas_to_output(sketch, 1.0, size)
+    region = drawing_region(sketch.canvas) > 0
+    for inside, expected in ((200, 0.0), (212, 12.0)):
+        canvas = np.full((preprocess.CANVAS_SIZE[1], preprocess.CANVAS_SIZE[0], 3), inside, np.uint8)
+        canvas[region] = (190, 140, 120)  # the face: never counted
+        output = cv2.warpAffine(canvas, to_output, size, borderMode=cv2.BORDER_CONSTANT, borderValue=(200, 200, 200))
+        assert seam_step(output, sketch) == pytest.approx(expected, abs=0.5)
+    whole = preprocess.NormalisedSketch(canvas=np.ones((320, 256), np.float32), to_canvas=np.array([[1.0, 0, 0], [0, 1.0, 0]]),
+                                        input_size=(256, 320), inverted=False, thinned=False)
+    assert seam_step(np.full((320, 256, 3), 200, np.uint8), whole) is None  # the result is the canvas: no edge

@@ -65,6 +65,7 @@ CANVAS_CHECKERBOARD_PERIODS = (2, 4, 8)  # px on the 256x320 canvas
 # taken here: the CUFS photos it compares with are all on blue, the photos most training doodles are
 # drawn from are on grey, so on the whole canvas it partly measures the background.
 INNER_FACE_BOX = (64, 100, 192, 260)
+EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "examples"  # the project's own drawings
 RAW_SKETCH_BASELINE = {"rank1": 0.27, "rank5": 0.60, "mean_distance": 0.485}
 
 
@@ -282,6 +283,69 @@ def checkerboard_peaks(image: np.ndarray, periods_px: tuple[int, ...] = CANVAS_C
     return float(np.mean(ratios))
 
 
+def drawing_region(canvas: np.ndarray) -> np.ndarray:
+    """Where the face is, on a canvas sketch: the convex hull of its ink, continued straight down
+    to the canvas's foot (a portrait's neck runs out of the picture even when it is not drawn).
+    uint8 (H, W), 1 inside."""
+    ys, xs = np.nonzero(preprocess.ink_mask(canvas))
+    region = np.zeros(canvas.shape, np.uint8)
+    if xs.size < 3:
+        return region
+    lowest = ys >= ys.max() - 0.15 * (ys.max() - ys.min())
+    foot_x0, foot_x1 = np.percentile(xs[lowest], [5, 95])
+    bottom = canvas.shape[0] - 1
+    points = np.concatenate([np.stack([xs, ys], 1), [[foot_x0, bottom], [foot_x1, bottom]]]).astype(np.int32)
+    cv2.fillConvexPoly(region, cv2.convexHull(points), 1)
+    return region
+
+
+def seam_step(output: np.ndarray, sketch: preprocess.NormalisedSketch, near: float = 0.04, far: float = 0.1,
+              clearance: float = 0.08) -> float | None:
+    """How much the canvas's edge shows as a rectangle in a result: the mean absolute difference
+    (grey levels, over channels) between the background just inside and just outside each canvas
+    edge that falls inside the result. The bands run from ``near`` to ``far`` x the canvas width
+    from the edge (beyond the blend over the edge itself), and only where the inside band is at
+    least ``clearance`` x the canvas width from the drawing (:func:`drawing_region`), so
+    the face itself is not counted. None when no edge position qualifies. A flat background gives 0."""
+    height, width = output.shape[:2]
+    to_output = preprocess.canvas_to_output(sketch, 1.0, (width, height))
+    unit = to_output[0, 0] * preprocess.CANVAS_SIZE[0]  # the canvas width, in result pixels
+    x0, y0 = to_output[:, 2]
+    x1, y1 = x0 + unit, y0 + to_output[1, 1] * preprocess.CANVAS_SIZE[1]
+    start, stop = (max(1, round(fraction * unit)) for fraction in (near, far))
+    reach = max(1, round(clearance * preprocess.CANVAS_SIZE[0]))
+    region = cv2.dilate(drawing_region(sketch.canvas),
+                        cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * reach + 1, 2 * reach + 1)))
+    drawn = cv2.warpAffine(region, to_output, (width, height), flags=cv2.INTER_NEAREST, borderValue=0) > 0
+    image = output.astype(np.float64)
+    rows = np.arange(max(0, round(y0)), min(height, round(y1)))
+    columns = np.arange(max(0, round(x0)), min(width, round(x1)))
+    steps = []
+    for edge, vertical, inward in ((x0, True, 1), (x1, True, -1), (y0, False, 1), (y1, False, -1)):
+        at = round(edge)
+        inside = np.arange(at + start, at + stop) if inward > 0 else np.arange(at - stop, at - start)
+        outside = np.arange(at - stop, at - start) if inward > 0 else np.arange(at + start, at + stop)
+        if min(inside.min(), outside.min()) < 0 or max(inside.max(), outside.max()) >= (width if vertical else height):
+            continue  # this edge is at (or past) the result's border
+        if vertical:
+            clear = ~drawn[np.ix_(rows, inside)].any(axis=1)
+            a, b = image[np.ix_(rows, inside)].mean(axis=1), image[np.ix_(rows, outside)].mean(axis=1)
+        else:
+            clear = ~drawn[np.ix_(inside, columns)].any(axis=0)
+            a, b = image[np.ix_(inside, columns)].mean(axis=0), image[np.ix_(outside, columns)].mean(axis=0)
+        steps.append(np.abs(a - b).mean(axis=-1)[clear])
+    steps = np.concatenate(steps) if steps else np.zeros(0)
+    return float(steps.mean()) if steps.size else None
+
+
+def mean_seam_step(model: Sketch2Face, sketches: list) -> float | None:
+    """:func:`seam_step` over the results (canvas resolution) of these sketches that reach past the canvas."""
+    steps = [seam_step(np.asarray(model.generate(sketch, full_size=False).image), preprocess.normalise(sketch))
+             for sketch in sketches]
+    steps = [step for step in steps if step is not None]
+    return float(np.mean(steps)) if steps else None
+
+
 def select(model_paths: list[str], out_dir: Path, root: Path | None = None, validation_every: int = 0) -> dict[str, dict]:
     """Compare candidate generators on CUFS *train* only, so that choosing one never looks at test.
 
@@ -321,6 +385,7 @@ def select(model_paths: list[str], out_dir: Path, root: Path | None = None, vali
             doodle_canvases = [model.generate_canvas(preprocess.normalise(sketch).canvas) for sketch in doodles]
             results[candidate]["doodle_kid_x1000"] = _kid_row(train_photos, judge.features(doodle_canvases))["kid_x1000"]
             results[candidate]["doodle_checkerboard_peaks"] = float(np.mean([checkerboard_peaks(canvas) for canvas in doodle_canvases]))
+            results[candidate]["doodle_seam_step"] = mean_seam_step(model, doodles)
             inner_fakes = judge.features([inner_face(canvas) for canvas in doodle_canvases])
             results[candidate]["doodle_kid_inner_face_x1000"] = _kid_row(inner_photos, inner_fakes)["kid_x1000"]
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -356,8 +421,8 @@ def train_doodles(root: Path, seed: int = 0) -> list[np.ndarray]:
 
 def selection_table(results: dict[str, dict]) -> str:
     lines = ["| Candidate (on CUFS train) | rank-1 | rank-5 | mean dist | SSIM | KID x1000 | doodle KID x1000 "
-             "| doodle KID x1000, inner face | checkerboard | doodle checkerboard |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "| doodle KID x1000, inner face | checkerboard | doodle checkerboard | doodle canvas-edge step |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
 
     def text(value, digits=0):
         return "n/a" if value is None else f"{value:.{digits}f}"
@@ -366,7 +431,7 @@ def selection_table(results: dict[str, dict]) -> str:
         lines.append(f"| {name} | {result['rank1']:.1%} | {result['rank5']:.1%} | {result['mean_distance']:.3f} "
                      f"| {result['ssim']:.3f} | {text(result.get('kid_x1000'))} | {text(result.get('doodle_kid_x1000'))} "
                      f"| {text(result.get('doodle_kid_inner_face_x1000'))} | {result['checkerboard_peaks']:.2f} "
-                     f"| {text(result.get('doodle_checkerboard_peaks'), 2)} |")
+                     f"| {text(result.get('doodle_checkerboard_peaks'), 2)} | {text(result.get('doodle_seam_step'), 1)} |")
     validation = {name: result["validation"] for name, result in results.items() if "validation" in result}
     if validation:
         lines += ["", "| Candidate (CUFS train pairs kept out of a validation run) | faces | rank-1 | rank-5 | mean dist |",
@@ -526,9 +591,12 @@ def markdown_table(report: dict) -> str:
             f"| {style} | {result['rank1']:.0%} | {result['rank5']:.0%} | {result['mean_distance']:.3f} | "
             f"{result['ssim']:.3f} | {result['face_detected']:.0%} |"
         )
-    lines += ["", "| Unpaired eval sketches | count | mean saturation | mid-tone fraction |", "|---|---|---|---|"]
+    lines += ["", "| Unpaired sketches | count | mean saturation | mid-tone fraction | canvas-edge step (grey levels) |",
+              "|---|---|---|---|---|"]
     for folder, result in report["unpaired"].items():
-        lines.append(f"| {folder} | {result['count']} | {result['mean_saturation']:.3f} | {result['midtone_fraction']:.2f} |")
+        step = result.get("seam_step")
+        lines.append(f"| {folder} | {result['count']} | {result['mean_saturation']:.3f} | {result['midtone_fraction']:.2f} "
+                     f"| {'n/a' if step is None else f'{step:.1f}'} |")
     lines += kid_table(report.get("kid"))
     return "\n".join(lines) + "\n"
 
@@ -564,11 +632,17 @@ def run(model_path: str | None, out_dir: Path, root: Path | None = None) -> dict
         "metric_definition": "RGB uint8 at 200x250 (CUFS photo size), data_range=255; SSIM 7x7 uniform window, mean over channels",
         "seconds": 0.0,
     }
-    for folder, (pairs, fakes) in unpaired.items():
+    examples = sorted(EXAMPLES_DIR.glob("*.png"))  # present in a clone, not in an installed package
+    drawn = {"examples": ([Pair(path.stem, to_uint8_gray(preprocess.load_grayscale(path)), None) for path in examples], None)}
+    for folder, (pairs, fakes) in {**unpaired, **(drawn if examples else {})}.items():
+        fakes = fakes or [np.asarray(model.generate(pair.sketch, full_size=False).image) for pair in pairs]
         likeness = [photo_likeness(fake) for fake in fakes]
+        steps = [seam_step(fake, preprocess.normalise(pair.sketch)) for pair, fake in zip(pairs, fakes)]
+        steps = [step for step in steps if step is not None]
         report["unpaired"][folder] = {
             "count": len(fakes),
             **{key: float(np.mean([entry[key] for entry in likeness])) for key in likeness[0]},
+            "seam_step": float(np.mean(steps)) if steps else None,
             "per_image": likeness,
         }
     report["kid"] = evaluate_kid(model, root, cufs_pairs, cufs_fakes, canada_samples, unpaired)
