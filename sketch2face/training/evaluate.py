@@ -338,11 +338,9 @@ def seam_step(output: np.ndarray, sketch: preprocess.NormalisedSketch, near: flo
     return float(steps.mean()) if steps.size else None
 
 
-def mean_seam_step(model: Sketch2Face, sketches: list) -> float | None:
-    """:func:`seam_step` over the results (canvas resolution) of these sketches that reach past the canvas."""
-    steps = [seam_step(np.asarray(model.generate(sketch, full_size=False).image), preprocess.normalise(sketch))
-             for sketch in sketches]
-    steps = [step for step in steps if step is not None]
+def mean_seam_step(outputs: list[np.ndarray], sketches: list[preprocess.NormalisedSketch]) -> float | None:
+    """:func:`seam_step` averaged over the results that have a canvas edge to measure."""
+    steps = [step for output, sketch in zip(outputs, sketches) if (step := seam_step(output, sketch)) is not None]
     return float(np.mean(steps)) if steps else None
 
 
@@ -382,10 +380,13 @@ def select(model_paths: list[str], out_dir: Path, root: Path | None = None, vali
                 train_photos = judge.features([pair.photo for pair in pairs])
                 inner_photos = judge.features([inner_face(data.cufs_to_canvas(pair.photo)) for pair in pairs])
             results[candidate]["kid_x1000"] = _kid_row(train_photos, judge.features(fakes))["kid_x1000"]
-            doodle_canvases = [model.generate_canvas(preprocess.normalise(sketch).canvas) for sketch in doodles]
+            normalised = [preprocess.normalise(sketch) for sketch in doodles]
+            doodle_canvases = [model.generate_canvas(sketch.canvas) for sketch in normalised]
             results[candidate]["doodle_kid_x1000"] = _kid_row(train_photos, judge.features(doodle_canvases))["kid_x1000"]
             results[candidate]["doodle_checkerboard_peaks"] = float(np.mean([checkerboard_peaks(canvas) for canvas in doodle_canvases]))
-            results[candidate]["doodle_seam_step"] = mean_seam_step(model, doodles)
+            # What generate(full_size=False) returns, from the canvases already made.
+            results[candidate]["doodle_seam_step"] = mean_seam_step(
+                [preprocess.uncanvas(canvas, sketch) for canvas, sketch in zip(doodle_canvases, normalised)], normalised)
             inner_fakes = judge.features([inner_face(canvas) for canvas in doodle_canvases])
             results[candidate]["doodle_kid_inner_face_x1000"] = _kid_row(inner_photos, inner_fakes)["kid_x1000"]
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -632,17 +633,15 @@ def run(model_path: str | None, out_dir: Path, root: Path | None = None) -> dict
         "metric_definition": "RGB uint8 at 200x250 (CUFS photo size), data_range=255; SSIM 7x7 uniform window, mean over channels",
         "seconds": 0.0,
     }
-    examples = sorted(EXAMPLES_DIR.glob("*.png"))  # present in a clone, not in an installed package
-    drawn = {"examples": ([Pair(path.stem, to_uint8_gray(preprocess.load_grayscale(path)), None) for path in examples], None)}
-    for folder, (pairs, fakes) in {**unpaired, **(drawn if examples else {})}.items():
-        fakes = fakes or [np.asarray(model.generate(pair.sketch, full_size=False).image) for pair in pairs]
+    examples = [Pair(path.stem, to_uint8_gray(preprocess.load_grayscale(path)), None)
+                for path in sorted(EXAMPLES_DIR.glob("*.png"))]  # present in a clone, not in an installed package
+    drawn = {"examples": (examples, generate_all(model, examples, None))} if examples else {}
+    for folder, (pairs, fakes) in {**unpaired, **drawn}.items():
         likeness = [photo_likeness(fake) for fake in fakes]
-        steps = [seam_step(fake, preprocess.normalise(pair.sketch)) for pair, fake in zip(pairs, fakes)]
-        steps = [step for step in steps if step is not None]
         report["unpaired"][folder] = {
             "count": len(fakes),
             **{key: float(np.mean([entry[key] for entry in likeness])) for key in likeness[0]},
-            "seam_step": float(np.mean(steps)) if steps else None,
+            "seam_step": mean_seam_step(fakes, [preprocess.normalise(pair.sketch) for pair in pairs]),
             "per_image": likeness,
         }
     report["kid"] = evaluate_kid(model, root, cufs_pairs, cufs_fakes, canada_samples, unpaired)
