@@ -331,7 +331,7 @@ def _line_face_sketch(page=(600, 600), box=(200, 150, 400, 450)):
 
 def test_drawing_region_is_the_ink_hull_run_down_to_the_canvas_foot():
     from sketch2face.preprocess import CANVAS_SIZE
-    from sketch2face.training.evaluate import drawing_region
+    from sketch2face.preprocess import drawing_region
 
     canvas = np.ones((CANVAS_SIZE[1], CANVAS_SIZE[0]), np.float32)
     cv2.circle(canvas, (128, 120), 80, 0.0, 3)  # a head with no neck drawn
@@ -343,7 +343,8 @@ def test_drawing_region_is_the_ink_hull_run_down_to_the_canvas_foot():
 
 def test_seam_step_sees_a_lighter_canvas_and_not_the_face():
     from sketch2face import preprocess
-    from sketch2face.training.evaluate import drawing_region, seam_step
+    from sketch2face.preprocess import drawing_region
+    from sketch2face.training.evaluate import seam_step
 
     sketch = _line_face_sketch()  # a small face on a big page: the result reaches far past the canvas
     size = preprocess.output_size(sketch)

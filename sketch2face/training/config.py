@@ -54,6 +54,10 @@ class TrainConfig:
     with_landmarks: bool = True
     artist_weight: float = data.CUFS_STYLE_WEIGHTS["artist"]  # how often a CUFS pair keeps its artist sketch
     cufs_repeats: int = 1  # CUFS pairs per epoch, relative to the other photos
+    # A file of artist-style sketches of the non-CUFS training photos (artist_sketches.py), and how
+    # often such a photo is shown as its sketch: more people in the benchmark's style than CUFS's 88.
+    artist_sketches: str | None = None
+    learned_sketch_weight: float = 0.5
     cufs_validation_every: int = 0  # keep every Nth CUFS train pair out, for `evaluate --select --validation-every N`
     checkpoint_every: int = 200  # steps
     log_every: int = 10

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import csv
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import NamedTuple
 
@@ -57,6 +57,7 @@ class FaceRecord:
     sketch: np.ndarray | None = None  # float32 (H, W) artist sketch, when there is one
     landmarks: np.ndarray | None = None  # (68, 2) canvas coordinates, for the doodle style and the five points
     photo_full: np.ndarray | None = None  # the same framing at 2x the canvas size, from the original photo
+    learned_sketch: np.ndarray | None = None  # float32 (H, W): an artist-style sketch drawn by the sketcher (artist_sketches)
 
 
 def output_size(output_scale: int) -> tuple[int, int]:
@@ -253,6 +254,7 @@ def add_landmarks(records: list[FaceRecord], landmarks: TrainingLandmarks | None
 # mouse-doodle style weighted up because it is what people really draw.
 CUFS_STYLE_WEIGHTS = {"artist": 0.4, "doodle": 0.25, "edges": 0.1, "xdog": 0.1, "pencil": 0.15}
 PHOTO_STYLE_WEIGHTS = {"doodle": 0.4, "edges": 0.2, "xdog": 0.2, "pencil": 0.2}
+LEARNED_ARTIST = "learned_artist"  # the style of a record's learned_sketch
 
 
 FACE_MARGIN_PX = 6  # skin just outside the landmarks: dlib's identity crop sees it too (canvas pixels)
@@ -281,6 +283,8 @@ def make_training_pair(record: FaceRecord, style: str, rng: np.random.Generator,
     photo, its mask and its points at ``output_scale`` x the canvas size."""
     if style == "artist":
         sketch = record.sketch
+    elif style == LEARNED_ARTIST:
+        sketch = record.learned_sketch
     else:
         sketch = styles.make_sketch(style, record.photo, rng, record.landmarks)
     geometry, flipped = np.eye(3), False  # record canvas -> sample canvas, as the sketch moves
@@ -343,12 +347,13 @@ class SketchPhotoDataset(Dataset):
 
     def __init__(self, records: list[FaceRecord], seed: int = 0, augment: bool = True,
                  artist_weight: float | None = None, cufs_repeats: int = 1, output_scale: int = 1,
-                 identity_on_doodles: bool = True, l1_on_doodles: bool = True):
+                 identity_on_doodles: bool = True, l1_on_doodles: bool = True, learned_sketch_weight: float = 0.0):
         """artist_weight: how often a CUFS item keeps its artist sketch (default CUFS_STYLE_WEIGHTS);
         cufs_repeats: how many times each CUFS item appears per epoch (the benchmark's style);
         output_scale: photos at this many times the canvas size (the generator's output);
         identity_on_doodles: False leaves mouse doodles out of G_identity (``identity_mask``);
-        l1_on_doodles: False leaves them out of the pixel terms G_L1 and G_L1_face (``pixel_mask``)."""
+        l1_on_doodles: False leaves them out of the pixel terms G_L1 and G_L1_face (``pixel_mask``);
+        learned_sketch_weight: how often a photo with a learned_sketch is shown as that sketch."""
         if not records:
             raise ValueError("no training records: is the data folder right?")
         if cufs_repeats < 1:
@@ -367,13 +372,20 @@ class SketchPhotoDataset(Dataset):
             synthetic = 1.0 - CUFS_STYLE_WEIGHTS["artist"]
             self.cufs_weights = {name: (artist_weight if name == "artist" else weight * (1.0 - artist_weight) / synthetic)
                                  for name, weight in CUFS_STYLE_WEIGHTS.items()}
+        if not 0.0 <= learned_sketch_weight <= 1.0:
+            raise ValueError("learned_sketch_weight must be in [0, 1]")
+        self.learned_weights = {LEARNED_ARTIST: learned_sketch_weight,
+                                **{name: weight * (1.0 - learned_sketch_weight) for name, weight in PHOTO_STYLE_WEIGHTS.items()}}
         self._calls = 0
 
     def __len__(self) -> int:
         return len(self.records)
 
     def style_for(self, record: FaceRecord, rng: np.random.Generator) -> str:
-        weights = self.cufs_weights if record.sketch is not None else PHOTO_STYLE_WEIGHTS
+        if record.sketch is not None:
+            weights = self.cufs_weights
+        else:
+            weights = self.learned_weights if record.learned_sketch is not None else PHOTO_STYLE_WEIGHTS
         names = list(weights)
         probabilities = np.array([weights[name] for name in names])
         return str(rng.choice(names, p=probabilities / probabilities.sum()))
@@ -401,11 +413,29 @@ class SketchPhotoDataset(Dataset):
 
 def build_training_records(root: Path | None = None, limit: int | None = None, with_landmarks: bool = True,
                            output_scale: int = 1, cufs_validation_every: int = 0,
-                           landmarks_file: Path | None = None) -> list[FaceRecord]:
+                           landmarks_file: Path | None = None, learned_sketches: dict[str, np.ndarray] | None = None,
+                           ) -> list[FaceRecord]:
     """Every allowed training photo (``limit``: at most that many per source), less the CUFS train
     pairs kept for validation. london_smiling needs landmarks for its alignment, so it joins only
     ``with_landmarks``. ``landmarks_file``: read them from there if it exists (no dlib needed),
-    else find them with dlib and write them there."""
+    else find them with dlib and write them there. ``learned_sketches``: {record name: sketch}
+    (artist_sketches.load) for the records without an artist sketch; each becomes its learned_sketch."""
+    records = _with_learned_sketches(_build_training_records(root, limit, with_landmarks, output_scale,
+                                                             cufs_validation_every, landmarks_file), learned_sketches)
+    return records
+
+
+def _with_learned_sketches(records: list[FaceRecord], learned: dict[str, np.ndarray] | None) -> list[FaceRecord]:
+    if not learned:
+        return records
+    missing = [record.name for record in records if record.sketch is None and record.name not in learned]
+    if missing:
+        raise SystemExit(f"the learned sketches have none for {len(missing)} training photos (e.g. {missing[0]}): draw them again")
+    return [replace(record, learned_sketch=learned[record.name]) if record.sketch is None else record for record in records]
+
+
+def _build_training_records(root: Path | None, limit: int | None, with_landmarks: bool, output_scale: int,
+                            cufs_validation_every: int, landmarks_file: Path | None) -> list[FaceRecord]:
     records = load_cufs("train", root, limit=limit, output_scale=output_scale, validation_every=cufs_validation_every)
     records += load_faces(root=root, limit=limit, output_scale=output_scale)
     if not with_landmarks:

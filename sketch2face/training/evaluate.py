@@ -283,29 +283,13 @@ def checkerboard_peaks(image: np.ndarray, periods_px: tuple[int, ...] = CANVAS_C
     return float(np.mean(ratios))
 
 
-def drawing_region(canvas: np.ndarray) -> np.ndarray:
-    """Where the face is, on a canvas sketch: the convex hull of its ink, continued straight down
-    to the canvas's foot (a portrait's neck runs out of the picture even when it is not drawn).
-    uint8 (H, W), 1 inside."""
-    ys, xs = np.nonzero(preprocess.ink_mask(canvas))
-    region = np.zeros(canvas.shape, np.uint8)
-    if xs.size < 3:
-        return region
-    lowest = ys >= ys.max() - 0.15 * (ys.max() - ys.min())
-    foot_x0, foot_x1 = np.percentile(xs[lowest], [5, 95])
-    bottom = canvas.shape[0] - 1
-    points = np.concatenate([np.stack([xs, ys], 1), [[foot_x0, bottom], [foot_x1, bottom]]]).astype(np.int32)
-    cv2.fillConvexPoly(region, cv2.convexHull(points), 1)
-    return region
-
-
 def seam_step(output: np.ndarray, sketch: preprocess.NormalisedSketch, near: float = 0.04, far: float = 0.1,
               clearance: float = 0.08) -> float | None:
     """How much the canvas's edge shows as a rectangle in a result: the mean absolute difference
     (grey levels, over channels) between the background just inside and just outside each canvas
     edge that falls inside the result. The bands run from ``near`` to ``far`` x the canvas width
     from the edge (beyond the blend over the edge itself), and only where the inside band is at
-    least ``clearance`` x the canvas width from the drawing (:func:`drawing_region`), so
+    least ``clearance`` x the canvas width from the drawing (:func:`preprocess.drawing_region`), so
     the face itself is not counted. None when no edge position qualifies. A flat background gives 0."""
     height, width = output.shape[:2]
     to_output = preprocess.canvas_to_output(sketch, 1.0, (width, height))
@@ -314,7 +298,7 @@ def seam_step(output: np.ndarray, sketch: preprocess.NormalisedSketch, near: flo
     x1, y1 = x0 + unit, y0 + to_output[1, 1] * preprocess.CANVAS_SIZE[1]
     start, stop = (max(1, round(fraction * unit)) for fraction in (near, far))
     reach = max(1, round(clearance * preprocess.CANVAS_SIZE[0]))
-    region = cv2.dilate(drawing_region(sketch.canvas),
+    region = cv2.dilate(preprocess.drawing_region(sketch.canvas),
                         cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * reach + 1, 2 * reach + 1)))
     drawn = cv2.warpAffine(region, to_output, (width, height), flags=cv2.INTER_NEAREST, borderValue=0) > 0
     image = output.astype(np.float64)

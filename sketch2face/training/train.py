@@ -34,6 +34,7 @@ import typing
 from dataclasses import asdict, fields, replace
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from accelerate import Accelerator
@@ -325,8 +326,9 @@ def train(config: TrainConfig, out_dir: Path, data_root: Path | None = None, res
     trainer = Pix2PixTrainer(config, accelerator, perceptual_features, identity_embedder)  # before the data: fails fast
     records = data.build_training_records(data_root, limit=config.record_limit, with_landmarks=config.with_landmarks,
                                           output_scale=config.output_scale, cufs_validation_every=config.cufs_validation_every,
-                                          landmarks_file=landmarks_file)
+                                          landmarks_file=landmarks_file, learned_sketches=learned_sketches(config))
     dataset = data.SketchPhotoDataset(records, seed=config.seed, artist_weight=config.artist_weight,
+                                      learned_sketch_weight=config.learned_sketch_weight if config.artist_sketches else 0.0,
                                       cufs_repeats=config.cufs_repeats, output_scale=config.output_scale,
                                       identity_on_doodles=config.identity_on_doodles, l1_on_doodles=config.l1_on_doodles)
     loader = DataLoader(dataset, batch_size=config.batch_size, shuffle=True, drop_last=True, num_workers=workers,
@@ -386,6 +388,17 @@ def train(config: TrainConfig, out_dir: Path, data_root: Path | None = None, res
     if accelerator.is_main_process:
         (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
+
+
+def learned_sketches(config: TrainConfig) -> dict[str, np.ndarray] | None:
+    if not config.artist_sketches:
+        return None
+    from .artist_sketches import load
+
+    path = Path(config.artist_sketches)
+    if not path.is_file():
+        raise SystemExit(f"--artist-sketches {path} does not exist: draw it with `python -m sketch2face.training.artist_sketches draw`")
+    return load(path)
 
 
 def warm_up_discriminator(trainer: Pix2PixTrainer, loader, config: TrainConfig, log_path: Path, accelerator) -> None:
