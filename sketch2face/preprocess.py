@@ -423,66 +423,65 @@ def uncanvas(face: np.ndarray, sketch: NormalisedSketch, size: tuple[int, int] |
     canvas_scale = face.shape[1] / CANVAS_SIZE[0]
     width, height = size or output_size(sketch, canvas_scale)
     to_output = canvas_to_output(sketch, canvas_scale, (width, height))
+    background = np.median(np.concatenate([face[:4].reshape(-1, face.shape[2]), face[:, :4].reshape(-1, face.shape[2]),
+                                           face[:, -4:].reshape(-1, face.shape[2])]), axis=0)
+    settling = settle_strength(to_output, face.shape[1::-1], (width, height))
+    if settling > 0.0:
+        # The generator paints its background lighter near the face than at the canvas's edge: far
+        # past the canvas that shows as a rectangle, so the background is settled to one colour.
+        face, background = settled_background(face, sketch, settling, background)
     # Enlarged faces use bicubic: of the plain resizers it is the one the realism judge prefers on
     # generated faces. (When the weights have an upscaler, the face arrives here already at 2x.)
     warped = _warp_scale_translate(face, to_output, (width, height), border_value=None, enlarge_with=cv2.INTER_CUBIC)
+    # Where the output frame reaches past the canvas, continue with the background colour, blended
+    # over a soft seam, instead of smearing the canvas edge outwards.
     coverage = _warp_scale_translate(np.ones(face.shape[:2], np.float32), to_output, (width, height), border_value=0.0)
     if coverage.min() > 0.999:
         return warped
-    # Past the canvas, the generated background runs on, blended over a soft seam: a flat colour
-    # there showed the canvas as a rectangle, and smearing the edge outwards showed streaks.
     feather = max(1.0, 0.03 * face.shape[1] * to_output[0, 0])  # relative to the face, not the frame
     coverage = cv2.GaussianBlur(cv2.erode(coverage, np.ones((3, 3), np.uint8), iterations=int(feather)), (0, 0), feather)
-    background = continued_background(face, sketch, to_output, (width, height))
     blended = coverage[..., None] * warped + (1.0 - coverage[..., None]) * background
     return np.clip(blended.round(), 0, 255).astype(face.dtype)
 
 
-# Gaussian widths (x the canvas width) that carry the background outward: the narrow ones keep
-# the colour next to each stretch of the edge, the wide ones reach far past the canvas.
-BACKGROUND_SPREADS = (0.04, 0.08, 0.16, 0.32)
-FACE_CLEARANCE = 0.04  # x the canvas width: the drawing's region widened by this is not background
-SPREAD_DECAY = 2.0
-NECK_BAND = 0.0  # x the canvas height: along the canvas's foot the face counts, so a neck runs on
-BACKGROUND_WORK_WIDTH = 64  # the canvas's width in pixels where the background is worked out (it is smooth)
+# How far the result reaches past the canvas (x the canvas width) before its background is settled
+# fully, and below which it is left alone: a CUFS-framed sketch reaches a median 2% (its lit
+# backdrop is part of the photo look), a drawing small on the Sketchpad 20% and more.
+SETTLE_FROM, SETTLE_FULL = 0.05, 0.15
+SETTLE_CLEARANCE = 0.05  # x the canvas width: the drawing's region widened by this keeps its pixels
+SETTLE_FADE = 0.03  # x the canvas width: the Gaussian over which the kept region fades out
 
 
-def continued_background(face: np.ndarray, sketch: NormalisedSketch, to_output: np.ndarray,
-                         size: tuple[int, int]) -> np.ndarray:
-    """float32 (height, width, 3): the generated background, outside the face, carried out over
-    the whole result by a normalised convolution at the widths of BACKGROUND_SPREADS. Near the
-    canvas it is the colour just inside the nearest stretch of edge; far away, the mean of the
-    whole background."""
-    canvas_width, canvas_height = CANVAS_SIZE
-    clearance = max(1, round(FACE_CLEARANCE * canvas_width))
-    face_zone = cv2.dilate(drawing_region(sketch.canvas),
-                           cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * clearance + 1, 2 * clearance + 1)))
-    if NECK_BAND > 0:
-        face_zone[round((1.0 - NECK_BAND) * canvas_height):] = 0
-    background_mask = cv2.resize(1.0 - face_zone.astype(np.float32), face.shape[1::-1], interpolation=cv2.INTER_LINEAR)
+def settle_strength(to_output: np.ndarray, face_size: tuple[int, int], size: tuple[int, int]) -> float:
+    """0 (leave the background as painted) to 1 (one colour away from the face), by how far the
+    result (``size``) reaches past the canvas face (``face_size``, both (width, height)) on its
+    farthest side. ``to_output``: face pixels -> result pixels."""
+    (width, height), (face_width, face_height) = size, face_size
+    x0, y0 = to_output[0, 2], to_output[1, 2]
+    x1, y1 = x0 + to_output[0, 0] * face_width, y0 + to_output[1, 1] * face_height
+    reach = max(x0, width - x1, y0, height - y1) / (to_output[0, 0] * face_width)
+    return float(np.clip((reach - SETTLE_FROM) / (SETTLE_FULL - SETTLE_FROM), 0.0, 1.0))
 
-    # Work at a small scale, the canvas BACKGROUND_WORK_WIDTH pixels wide: the result is smooth.
-    width, height = size
-    shrink = min(1.0, BACKGROUND_WORK_WIDTH / (to_output[0, 0] * face.shape[1]))
-    work_size = (max(1, math.ceil(width * shrink)), max(1, math.ceil(height * shrink)))
-    to_work = to_output * shrink
-    weight = _warp_scale_translate(background_mask, to_work, work_size, border_value=0.0)
-    weighted = _warp_scale_translate(face.astype(np.float32) * background_mask[..., None], to_work, work_size, border_value=0.0)
-    total_weight = float(weight.sum())
-    if total_weight < 1.0:  # the drawing fills the canvas: no background to continue, use its border
-        border = np.concatenate([face[:4].reshape(-1, 3), face[:, :4].reshape(-1, 3), face[:, -4:].reshape(-1, 3)])
-        return np.broadcast_to(np.median(border, axis=0).astype(np.float32), (height, width, 3))
-    mean = weighted.reshape(-1, 3).sum(axis=0) / total_weight
-    numerator = np.zeros_like(weighted)
-    denominator = np.zeros_like(weight)
-    for spread in BACKGROUND_SPREADS:
-        sigma = spread * BACKGROUND_WORK_WIDTH
-        share = (BACKGROUND_SPREADS[0] / spread) ** SPREAD_DECAY
-        numerator += share * cv2.GaussianBlur(weighted, (0, 0), sigma, borderType=cv2.BORDER_CONSTANT)
-        denominator += share * cv2.GaussianBlur(weight, (0, 0), sigma, borderType=cv2.BORDER_CONSTANT)
-    floor = 1e-3  # where no Gaussian reaches, the mean background takes over
-    work = (numerator + floor * mean) / (denominator + floor)[..., None]
-    return cv2.resize(work, (width, height), interpolation=cv2.INTER_LINEAR)
+
+def settled_background(face: np.ndarray, sketch: NormalisedSketch, strength: float,
+                       fallback: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The canvas face with everything away from the drawing faded towards one colour (the median
+    of the generated background there) by ``strength``, and that colour (``fallback`` when the
+    drawing leaves no background)."""
+    scale = face.shape[1] / CANVAS_SIZE[0]
+    clearance = max(1, round(SETTLE_CLEARANCE * CANVAS_SIZE[0]))
+    region = cv2.dilate(drawing_region(sketch.canvas),
+                        cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * clearance + 1, 2 * clearance + 1)))
+    region = cv2.resize(region, face.shape[1::-1], interpolation=cv2.INTER_NEAREST)
+    away = region == 0
+    if away.sum() < 50:
+        return face, fallback
+    colour = np.median(face[away], axis=0)
+    colour = strength * colour + (1.0 - strength) * fallback
+    keep = cv2.GaussianBlur(region.astype(np.float32), (0, 0), SETTLE_FADE * CANVAS_SIZE[0] * scale)
+    keep = 1.0 - strength * (1.0 - keep)
+    settled = keep[..., None] * face + (1.0 - keep[..., None]) * colour
+    return np.clip(settled.round(), 0, 255).astype(face.dtype), colour
 
 
 def canvas_to_output(sketch: NormalisedSketch, canvas_scale: float, size: tuple[int, int]) -> np.ndarray:

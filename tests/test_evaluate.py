@@ -329,18 +329,6 @@ def _line_face_sketch(page=(600, 600), box=(200, 150, 400, 450)):
     return preprocess.normalise(image)
 
 
-def test_drawing_region_is_the_ink_hull_run_down_to_the_canvas_foot():
-    from sketch2face.preprocess import CANVAS_SIZE
-    from sketch2face.preprocess import drawing_region
-
-    canvas = np.ones((CANVAS_SIZE[1], CANVAS_SIZE[0]), np.float32)
-    cv2.circle(canvas, (128, 120), 80, 0.0, 3)  # a head with no neck drawn
-    region = drawing_region(canvas)
-    assert region[120, 128] == 1 and region[CANVAS_SIZE[1] - 1, 128] == 1  # inside; the neck reaches the foot
-    assert region[CANVAS_SIZE[1] - 1, 5] == 0 and region[5, 5] == 0 and region[5, CANVAS_SIZE[0] - 6] == 0
-    assert drawing_region(np.ones_like(canvas)).sum() == 0
-
-
 def test_seam_step_sees_a_lighter_canvas_and_not_the_face():
     from sketch2face import preprocess
     from sketch2face.preprocess import drawing_region

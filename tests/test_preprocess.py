@@ -303,3 +303,79 @@ def _cufs_like_drawing() -> np.ndarray:
     draw.ellipse((70, 100, 90, 112), outline=0, width=2)
     draw.ellipse((110, 100, 130, 112), outline=0, width=2)
     return np.asarray(image)
+
+
+# -- the background past the canvas ----------------------------------------------------
+
+
+def test_drawing_region_is_the_ink_hull_run_down_to_the_canvas_foot():
+    import cv2
+
+    canvas = np.ones((CANVAS_SIZE[1], CANVAS_SIZE[0]), np.float32)
+    cv2.circle(canvas, (128, 120), 80, 0.0, 3)  # a head with no neck drawn
+    region = preprocess.drawing_region(canvas)
+    assert region[120, 128] == 1 and region[CANVAS_SIZE[1] - 1, 128] == 1  # inside; the neck reaches the foot
+    assert region[CANVAS_SIZE[1] - 1, 5] == 0 and region[5, 5] == 0 and region[5, CANVAS_SIZE[0] - 6] == 0
+    assert preprocess.drawing_region(np.ones_like(canvas)).sum() == 0
+
+
+def _haloed_face(sketch) -> np.ndarray:
+    """A canvas 'generated face': skin inside the drawing, a background lighter near it (200 -> 240)."""
+    import cv2
+
+    region = preprocess.drawing_region(sketch.canvas)
+    distance = cv2.distanceTransform((1 - region).astype(np.uint8), cv2.DIST_L2, 5)
+    background = 240.0 - 40.0 * np.clip(distance / 60.0, 0, 1)
+    face = np.repeat(background[..., None], 3, axis=2)
+    face[region > 0] = (190, 140, 120)
+    return face.round().astype(np.uint8)
+
+
+def _portrait_drawing() -> np.ndarray:
+    """A 200x250 drawing framed as a CUFS sketch is: hair near the top, shoulders out to the sides."""
+    image = Image.new("L", (200, 250), 255)
+    draw = ImageDraw.Draw(image)
+    draw.ellipse((50, 10, 150, 180), outline=0, width=3)
+    draw.line([(10, 240), (60, 200), (140, 200), (190, 240)], fill=0, width=3)
+    return np.asarray(image)
+
+
+def test_settling_follows_how_far_the_result_reaches_past_the_canvas():
+    framed = normalise(_portrait_drawing())  # CUFS framing: the result is about the canvas
+    small = normalise(face_drawing(size=(600, 600), box=(230, 220, 370, 400)))  # small on a big page
+    for sketch, expected in ((framed, 0.0), (small, 1.0)):
+        size = preprocess.output_size(sketch)
+        to_output = preprocess.canvas_to_output(sketch, 1.0, size)
+        assert preprocess.settle_strength(to_output, CANVAS_SIZE, size) == expected
+    # In between, it rises with the reach: a frame 10% of the canvas width wider on each side.
+    to_output = np.array([[1.0, 0.0, 25.6], [0.0, 1.0, 25.6]])
+    assert preprocess.settle_strength(to_output, CANVAS_SIZE, (256 + 51, 320 + 51)) == pytest.approx(0.5, abs=0.02)
+
+
+def test_a_small_drawing_gets_an_even_background_and_keeps_its_face():
+    from sketch2face.training.evaluate import seam_step
+
+    sketch = normalise(face_drawing(size=(600, 600), box=(230, 220, 370, 400)))
+    face = _haloed_face(sketch)
+    size = preprocess.output_size(sketch)
+    result = uncanvas(face, sketch, size)
+    assert seam_step(result, sketch) < 1.0  # no rectangle where the canvas ends
+    # The face itself is as painted: its centre maps to the same colour.
+    to_output = preprocess.canvas_to_output(sketch, 1.0, size)
+    x, y = (to_output @ np.array([128.0, 170.0, 1.0])).round().astype(int)
+    assert np.abs(result[y, x].astype(int) - (190, 140, 120)).max() <= 2
+    # Far from the face the background is one colour, the painted background's median.
+    corners = np.stack([result[5, 5], result[5, -6], result[-6, 5], result[-6, -6]]).astype(int)
+    assert np.ptp(corners, axis=0).max() <= 1
+
+
+def test_a_cufs_framed_result_keeps_its_painted_background():
+    sketch = normalise(_portrait_drawing())
+    face = _haloed_face(sketch)
+    size = preprocess.output_size(sketch)
+    to_output = preprocess.canvas_to_output(sketch, 1.0, size)
+    assert preprocess.settle_strength(to_output, CANVAS_SIZE, size) == 0.0
+    plain = preprocess._warp_scale_translate(face, to_output, size, border_value=None)
+    result = uncanvas(face, sketch, size)
+    inner = (slice(size[1] // 10, -size[1] // 10), slice(size[0] // 10, -size[0] // 10))
+    assert np.array_equal(result[inner], plain[inner])  # halo and all, as the generator painted it
