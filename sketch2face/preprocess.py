@@ -467,20 +467,21 @@ def settled_background(face: np.ndarray, sketch: NormalisedSketch, strength: flo
                        fallback: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The canvas face with everything away from the drawing faded towards one colour (the median
     of the generated background there) by ``strength``, and that colour (``fallback`` when the
-    drawing leaves no background)."""
-    scale = face.shape[1] / CANVAS_SIZE[0]
+    drawing leaves no background). Worked out at the canvas's resolution: the mask is smooth."""
     clearance = max(1, round(SETTLE_CLEARANCE * CANVAS_SIZE[0]))
     region = cv2.dilate(drawing_region(sketch.canvas),
                         cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * clearance + 1, 2 * clearance + 1)))
-    region = cv2.resize(region, face.shape[1::-1], interpolation=cv2.INTER_NEAREST)
     away = region == 0
     if away.sum() < 50:
         return face, fallback
-    colour = np.median(face[away], axis=0)
-    colour = strength * colour + (1.0 - strength) * fallback
-    keep = cv2.GaussianBlur(region.astype(np.float32), (0, 0), SETTLE_FADE * CANVAS_SIZE[0] * scale)
-    keep = 1.0 - strength * (1.0 - keep)
-    settled = keep[..., None] * face + (1.0 - keep[..., None]) * colour
+    step = max(1, face.shape[1] // CANVAS_SIZE[0])
+    colour = np.median(face[::step, ::step][away], axis=0)
+    colour = (strength * colour + (1.0 - strength) * fallback).astype(np.float32)
+    fade = strength * (1.0 - cv2.GaussianBlur(region.astype(np.float32), (0, 0), SETTLE_FADE * CANVAS_SIZE[0]))
+    if fade.shape != face.shape[:2]:
+        fade = cv2.resize(fade, face.shape[1::-1], interpolation=cv2.INTER_LINEAR)
+    settled = face.astype(np.float32)
+    settled += fade[..., None] * (colour - settled)
     return np.clip(settled.round(), 0, 255).astype(face.dtype), colour
 
 
