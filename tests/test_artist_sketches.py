@@ -2,19 +2,18 @@
 
 import json
 
+import cv2
 import numpy as np
 import pytest
 
 from sketch2face.preprocess import CANVAS_SIZE
 from sketch2face.training import artist_sketches, data
 from sketch2face.training.data import LEARNED_ARTIST, FaceRecord, SketchPhotoDataset
-from sketch2face.training.train import learned_sketches
 from sketch2face.training.config import TrainConfig
+from sketch2face.training.train import learned_sketches
 
 from .test_data import tiny_data_root  # noqa: F401  (a fixture)
 from .test_styles import synthetic_face
-
-import cv2
 
 
 def _canvas_photo() -> np.ndarray:
