@@ -290,10 +290,10 @@ def ink_mask(gray: np.ndarray) -> np.ndarray:
     return (1.0 - gray) > INK_THRESHOLD
 
 
-def drawing_region(canvas: np.ndarray) -> np.ndarray:
+def drawing_region(canvas: np.ndarray, widen: float = 0.0) -> np.ndarray:
     """Where the face is, on a canvas sketch: the convex hull of its ink, continued straight down
-    to the canvas's foot (a portrait's neck runs out of the picture even when it is not drawn).
-    uint8 (H, W), 1 inside."""
+    to the canvas's foot (a portrait's neck runs out of the picture even when it is not drawn),
+    widened by ``widen`` x the canvas width. uint8 (H, W), 1 inside."""
     ys, xs = np.nonzero(ink_mask(canvas))
     region = np.zeros(canvas.shape, np.uint8)
     if xs.size < 3:
@@ -303,6 +303,9 @@ def drawing_region(canvas: np.ndarray) -> np.ndarray:
     bottom = canvas.shape[0] - 1
     points = np.concatenate([np.stack([xs, ys], 1), [[foot_x0, bottom], [foot_x1, bottom]]]).astype(np.int32)
     cv2.fillConvexPoly(region, cv2.convexHull(points), 1)
+    if widen > 0.0:
+        reach = max(1, round(widen * CANVAS_SIZE[0]))
+        region = cv2.dilate(region, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * reach + 1, 2 * reach + 1)))
     return region
 
 
@@ -423,13 +426,12 @@ def uncanvas(face: np.ndarray, sketch: NormalisedSketch, size: tuple[int, int] |
     canvas_scale = face.shape[1] / CANVAS_SIZE[0]
     width, height = size or output_size(sketch, canvas_scale)
     to_output = canvas_to_output(sketch, canvas_scale, (width, height))
-    background = np.median(np.concatenate([face[:4].reshape(-1, face.shape[2]), face[:, :4].reshape(-1, face.shape[2]),
-                                           face[:, -4:].reshape(-1, face.shape[2])]), axis=0)
+    background = None
     settling = settle_strength(to_output, face.shape[1::-1], (width, height))
     if settling > 0.0:
         # The generator paints its background lighter near the face than at the canvas's edge: far
         # past the canvas that shows as a rectangle, so the background is settled to one colour.
-        face, background = settled_background(face, sketch, settling, background)
+        face, background = settled_background(face, sketch, settling, _border_colour(face))
     # Enlarged faces use bicubic: of the plain resizers it is the one the realism judge prefers on
     # generated faces. (When the weights have an upscaler, the face arrives here already at 2x.)
     warped = _warp_scale_translate(face, to_output, (width, height), border_value=None, enlarge_with=cv2.INTER_CUBIC)
@@ -438,10 +440,19 @@ def uncanvas(face: np.ndarray, sketch: NormalisedSketch, size: tuple[int, int] |
     coverage = _warp_scale_translate(np.ones(face.shape[:2], np.float32), to_output, (width, height), border_value=0.0)
     if coverage.min() > 0.999:
         return warped
+    if background is None:
+        background = _border_colour(face)
     feather = max(1.0, 0.03 * face.shape[1] * to_output[0, 0])  # relative to the face, not the frame
     coverage = cv2.GaussianBlur(cv2.erode(coverage, np.ones((3, 3), np.uint8), iterations=int(feather)), (0, 0), feather)
     blended = coverage[..., None] * warped + (1.0 - coverage[..., None]) * background
     return np.clip(blended.round(), 0, 255).astype(face.dtype)
+
+
+def _border_colour(face: np.ndarray) -> np.ndarray:
+    """The median colour of the face's top, left and right 4-pixel borders (the foot is often neck)."""
+    channels = face.shape[2]
+    return np.median(np.concatenate([face[:4].reshape(-1, channels), face[:, :4].reshape(-1, channels),
+                                     face[:, -4:].reshape(-1, channels)]), axis=0)
 
 
 # How far the result reaches past the canvas (x the canvas width) before its background is settled
@@ -468,9 +479,7 @@ def settled_background(face: np.ndarray, sketch: NormalisedSketch, strength: flo
     """The canvas face with everything away from the drawing faded towards one colour (the median
     of the generated background there) by ``strength``, and that colour (``fallback`` when the
     drawing leaves no background). Worked out at the canvas's resolution: the mask is smooth."""
-    clearance = max(1, round(SETTLE_CLEARANCE * CANVAS_SIZE[0]))
-    region = cv2.dilate(drawing_region(sketch.canvas),
-                        cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * clearance + 1, 2 * clearance + 1)))
+    region = drawing_region(sketch.canvas, widen=SETTLE_CLEARANCE)
     away = region == 0
     if away.sum() < 50:
         return face, fallback

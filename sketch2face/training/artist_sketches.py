@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from . import data
+from .objectives import adversarial_loss
 from ..networks import PatchDiscriminator, UNetGenerator, init_weights
 from ..tensors import image_to_tensor
 
@@ -38,7 +39,6 @@ LAMBDA_L1 = 100.0  # pix2pix's weight: the sketch's layout must follow the photo
 
 def jitter_colours(photo: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Brightness, contrast, saturation and a hue turn, or now and then grey: other photos' light."""
-    image = photo.astype(np.float32)
     if rng.random() < 0.2:
         image = np.repeat(cv2.cvtColor(photo, cv2.COLOR_RGB2GRAY)[..., None], 3, axis=2).astype(np.float32)
     else:
@@ -96,15 +96,15 @@ def train_sketcher(out_dir: Path, data_root: Path | None = None, max_minutes: fl
 
         # D: real pairs towards 1, drawn ones towards 0 (least squares).
         real_logits, fake_logits = critic(photo, sketch), critic(photo, drawn.detach())
-        loss_d = {"D_real": F.mse_loss(real_logits, torch.ones_like(real_logits)),
-                  "D_fake": F.mse_loss(fake_logits, torch.zeros_like(fake_logits))}
+        loss_d = {"D_real": adversarial_loss(real_logits, True, "lsgan"),
+                  "D_fake": adversarial_loss(fake_logits, False, "lsgan")}
         optimise_d.zero_grad()
         (0.5 * (loss_d["D_real"] + loss_d["D_fake"])).backward()
         optimise_d.step()
 
         # G: fool D, and stay near the artist's sketch.
-        fooled = critic(photo, drawn)
-        loss_g = {"G_GAN": F.mse_loss(fooled, torch.ones_like(fooled)), "G_L1": F.l1_loss(drawn, sketch)}
+        loss_g = {"G_GAN": adversarial_loss(critic(photo, drawn), True, "lsgan", for_discriminator=False),
+                  "G_L1": F.l1_loss(drawn, sketch)}
         optimise_g.zero_grad()
         (loss_g["G_GAN"] + LAMBDA_L1 * loss_g["G_L1"]).backward()
         optimise_g.step()
@@ -126,10 +126,11 @@ def train_sketcher(out_dir: Path, data_root: Path | None = None, max_minutes: fl
 def draw(sketcher: UNetGenerator, photos: list[np.ndarray], batch_size: int = 8) -> list[np.ndarray]:
     """Canvas photos (uint8 RGB) -> artist-style sketches (float32, 1 = paper), same framing."""
     sketches = []
+    sketcher.eval()
     with torch.inference_mode():
         for start in range(0, len(photos), batch_size):
             batch = torch.stack([image_to_tensor(photo) for photo in photos[start:start + batch_size]])
-            drawn = (sketcher.eval()(batch)[:, 0].clamp(-1, 1) + 1.0) / 2.0
+            drawn = (sketcher(batch)[:, 0].clamp(-1, 1) + 1.0) / 2.0
             sketches += [np.ascontiguousarray(each, dtype=np.float32) for each in drawn.numpy()]
     return sketches
 

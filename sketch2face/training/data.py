@@ -420,9 +420,8 @@ def build_training_records(root: Path | None = None, limit: int | None = None, w
     ``with_landmarks``. ``landmarks_file``: read them from there if it exists (no dlib needed),
     else find them with dlib and write them there. ``learned_sketches``: {record name: sketch}
     (artist_sketches.load) for the records without an artist sketch; each becomes its learned_sketch."""
-    records = _with_learned_sketches(_build_training_records(root, limit, with_landmarks, output_scale,
-                                                             cufs_validation_every, landmarks_file), learned_sketches)
-    return records
+    return _with_learned_sketches(_build_training_records(root, limit, with_landmarks, output_scale,
+                                                          cufs_validation_every, landmarks_file), learned_sketches)
 
 
 def _with_learned_sketches(records: list[FaceRecord], learned: dict[str, np.ndarray] | None) -> list[FaceRecord]:

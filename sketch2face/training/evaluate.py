@@ -297,9 +297,7 @@ def seam_step(output: np.ndarray, sketch: preprocess.NormalisedSketch, near: flo
     x0, y0 = to_output[:, 2]
     x1, y1 = x0 + unit, y0 + to_output[1, 1] * preprocess.CANVAS_SIZE[1]
     start, stop = (max(1, round(fraction * unit)) for fraction in (near, far))
-    reach = max(1, round(clearance * preprocess.CANVAS_SIZE[0]))
-    region = cv2.dilate(preprocess.drawing_region(sketch.canvas),
-                        cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * reach + 1, 2 * reach + 1)))
+    region = preprocess.drawing_region(sketch.canvas, widen=clearance)
     drawn = cv2.warpAffine(region, to_output, (width, height), flags=cv2.INTER_NEAREST, borderValue=0) > 0
     image = output.astype(np.float64)
     rows = np.arange(max(0, round(y0)), min(height, round(y1)))

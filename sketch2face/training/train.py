@@ -328,7 +328,7 @@ def train(config: TrainConfig, out_dir: Path, data_root: Path | None = None, res
                                           output_scale=config.output_scale, cufs_validation_every=config.cufs_validation_every,
                                           landmarks_file=landmarks_file, learned_sketches=learned_sketches(config))
     dataset = data.SketchPhotoDataset(records, seed=config.seed, artist_weight=config.artist_weight,
-                                      learned_sketch_weight=config.learned_sketch_weight if config.artist_sketches else 0.0,
+                                      learned_sketch_weight=config.learned_sketch_weight,  # only photos with a learned sketch
                                       cufs_repeats=config.cufs_repeats, output_scale=config.output_scale,
                                       identity_on_doodles=config.identity_on_doodles, l1_on_doodles=config.l1_on_doodles)
     loader = DataLoader(dataset, batch_size=config.batch_size, shuffle=True, drop_last=True, num_workers=workers,
