@@ -88,3 +88,33 @@ def test_learned_sketches_must_cover_every_training_photo(tiny_data_root, tmp_pa
     with pytest.raises(SystemExit, match="does not exist"):
         learned_sketches(TrainConfig(artist_sketches=str(tmp_path / "missing.npz")))
     assert learned_sketches(TrainConfig()) is None
+
+
+def test_the_sketcher_checkpoints_and_resumes_where_it_stopped(tiny_data_root, tmp_path):  # noqa: F811
+    import torch
+    from safetensors.torch import load_file
+
+    out = tmp_path / "sketcher"
+    settings = dict(max_minutes=5, batch_size=2, ngf=8)
+    artist_sketches.train_sketcher(out, tiny_data_root, steps=4, checkpoint_every=2, **settings)
+    state = torch.load(out / "checkpoint.pt", map_location="cpu", weights_only=False)
+    assert state["step"] == 4 and state["spent_s"] > 0
+    first_log = (out / "log.jsonl").read_text()
+
+    # Nothing left to do: the exported sketcher is the checkpoint's, and the log is kept.
+    artist_sketches.train_sketcher(out, tiny_data_root, steps=4, resume=True, **settings)
+    exported = load_file(out / "model.safetensors")
+    assert all(torch.equal(exported[name], tensor) for name, tensor in state["sketcher"].items() if name in exported)
+    assert (out / "log.jsonl").read_text() == first_log
+
+    # Two more steps carry on from step 4 with the saved optimisers, not from a fresh start.
+    artist_sketches.train_sketcher(out, tiny_data_root, steps=6, resume=True, **settings)
+    resumed = torch.load(out / "checkpoint.pt", map_location="cpu", weights_only=False)
+    assert resumed["step"] == 6 and resumed["spent_s"] >= state["spent_s"]
+    assert json.loads((out / "summary.json").read_text())["steps"] == 6
+    assert (out / "log.jsonl").read_text().startswith(first_log)
+    adam_steps = {int(each["step"]) for each in resumed["optimise_g"]["state"].values()}
+    assert adam_steps == {6}
+
+    with pytest.raises(SystemExit, match="other settings"):
+        artist_sketches.train_sketcher(out, tiny_data_root, steps=8, resume=True, max_minutes=5, batch_size=3, ngf=8)

@@ -11,6 +11,7 @@ light and backdrop, and the sketcher must draw the London and 3DSK photos, which
 faces/canada and eval/ are never read (``data.build_training_records`` refuses them).
 
     python -m sketch2face.training.artist_sketches train --out runs/sketcher --max-minutes 30
+    python -m sketch2face.training.artist_sketches train --out runs/sketcher --max-minutes 30 --resume  # after a stop
     python -m sketch2face.training.artist_sketches draw --sketcher runs/sketcher --out runs/sketcher/artist_sketches.npz
 """
 
@@ -69,11 +70,15 @@ def build_sketcher(ngf: int = 32) -> UNetGenerator:
 
 
 def train_sketcher(out_dir: Path, data_root: Path | None = None, max_minutes: float = 30.0, steps: int = 100_000,
-                   batch_size: int = 8, seed: int = 0, ngf: int = 32, limit: int | None = None) -> Path:
+                   batch_size: int = 8, seed: int = 0, ngf: int = 32, limit: int | None = None,
+                   resume: bool = False, checkpoint_every: int = 100) -> Path:
     """Trains until ``steps`` or ``max_minutes``, whichever comes first; writes the sketcher (config.json +
-    model.safetensors) and log.jsonl into ``out_dir``. The learning rate falls linearly to 0 over
-    the time budget."""
+    model.safetensors), log.jsonl and checkpoint.pt into ``out_dir``. The learning rate falls linearly
+    to 0 over the time budget. ``resume`` carries on from ``out_dir/checkpoint.pt`` with the time
+    already spent counted against the budget, so a stopped run and its resume make one schedule."""
     out_dir.mkdir(parents=True, exist_ok=True)
+    checkpoint_path = out_dir / "checkpoint.pt"
+    settings = {"max_minutes": max_minutes, "batch_size": batch_size, "seed": seed, "ngf": ngf, "limit": limit}
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     records = data.load_cufs("train", data_root, limit=limit)
@@ -82,13 +87,36 @@ def train_sketcher(out_dir: Path, data_root: Path | None = None, max_minutes: fl
     critic.apply(init_weights)
     optimise_g = torch.optim.Adam(sketcher.parameters(), lr=2e-4, betas=(0.5, 0.999))
     optimise_d = torch.optim.Adam(critic.parameters(), lr=2e-4, betas=(0.5, 0.999))
-    budget_s, started = max_minutes * 60.0, time.monotonic()
-    log = (out_dir / "log.jsonl").open("w")
-    step = 0
-    while step < steps and (spent := time.monotonic() - started) < budget_s:
+    step, spent_s = 0, 0.0
+    resuming = resume and checkpoint_path.exists()
+    if resuming:
+        state = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
+        if state["settings"] != settings:
+            raise SystemExit(f"--resume: {checkpoint_path} was trained with other settings ({state['settings']}), "
+                             f"not {settings}; the learning rate follows --max-minutes, so it must match too")
+        sketcher.load_state_dict(state["sketcher"])
+        critic.load_state_dict(state["critic"])
+        optimise_g.load_state_dict(state["optimise_g"])
+        optimise_d.load_state_dict(state["optimise_d"])
+        rng.bit_generator.state = state["rng"]
+        torch.set_rng_state(state["torch_rng"])
+        step, spent_s = state["step"], state["spent_s"]
+        logger.info("resumed from %s at step %d, %.0f s spent", checkpoint_path, step, spent_s)
+
+    def save_checkpoint() -> None:
+        temporary = checkpoint_path.with_suffix(".tmp")
+        torch.save({"settings": settings, "sketcher": sketcher.state_dict(), "critic": critic.state_dict(),
+                    "optimise_g": optimise_g.state_dict(), "optimise_d": optimise_d.state_dict(),
+                    "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
+                    "step": step, "spent_s": spent_s}, temporary)
+        temporary.replace(checkpoint_path)  # never a half-written checkpoint
+
+    budget_s, started = max_minutes * 60.0, time.monotonic() - spent_s
+    log = (out_dir / "log.jsonl").open("a" if resuming else "w")
+    while step < steps and (spent_s := time.monotonic() - started) < budget_s:
         for optimiser in (optimise_g, optimise_d):
             for group in optimiser.param_groups:
-                group["lr"] = 2e-4 * max(0.0, 1.0 - spent / budget_s)
+                group["lr"] = 2e-4 * max(0.0, 1.0 - spent_s / budget_s)
         pairs = [training_pair(records[i], rng) for i in rng.integers(0, len(records), batch_size)]
         photo = torch.stack([image_to_tensor(p) for p, _ in pairs])
         sketch = torch.stack([image_to_tensor(s) for _, s in pairs])
@@ -116,9 +144,14 @@ def train_sketcher(out_dir: Path, data_root: Path | None = None, max_minutes: fl
             log.write(json.dumps(entry) + "\n")
             log.flush()
             logger.info("%s", entry)
+        if step % checkpoint_every == 0:
+            spent_s = time.monotonic() - started
+            save_checkpoint()
+    spent_s = time.monotonic() - started
+    save_checkpoint()
     log.close()
     sketcher.eval().save_pretrained(out_dir)
-    (out_dir / "summary.json").write_text(json.dumps({"steps": step, "seconds": round(time.monotonic() - started, 1),
+    (out_dir / "summary.json").write_text(json.dumps({"steps": step, "seconds": round(spent_s, 1),
                                                       "batch_size": batch_size, "seed": seed, "ngf": ngf}, indent=1))
     return out_dir
 
@@ -164,6 +197,8 @@ def main(argv: list[str] | None = None) -> None:
     learn.add_argument("--max-minutes", type=float, default=30.0)
     learn.add_argument("--steps", type=int, default=100_000)
     learn.add_argument("--seed", type=int, default=0)
+    learn.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt if it exists")
+    learn.add_argument("--checkpoint-every", type=int, default=100, help="steps between checkpoints")
     sketch = commands.add_parser("draw", help="sketch every training photo that has no artist sketch")
     sketch.add_argument("--sketcher", type=Path, required=True)
     sketch.add_argument("--out", type=Path, required=True)
@@ -172,7 +207,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     if args.command == "train":
-        train_sketcher(args.out, args.data_root, args.max_minutes, args.steps, seed=args.seed)
+        train_sketcher(args.out, args.data_root, args.max_minutes, args.steps, seed=args.seed, resume=args.resume,
+                       checkpoint_every=args.checkpoint_every)
     else:
         count = draw_for_training_photos(args.sketcher, args.out, args.data_root, args.landmarks_file)
         print(f"{count} sketches -> {args.out}")
