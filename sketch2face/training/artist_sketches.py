@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from . import data
+from .checkpoints import save_atomically
 from .objectives import adversarial_loss
 from ..networks import PatchDiscriminator, UNetGenerator, init_weights
 from ..tensors import image_to_tensor
@@ -104,12 +105,10 @@ def train_sketcher(out_dir: Path, data_root: Path | None = None, max_minutes: fl
         logger.info("resumed from %s at step %d, %.0f s spent", checkpoint_path, step, spent_s)
 
     def save_checkpoint() -> None:
-        temporary = checkpoint_path.with_suffix(".tmp")
-        torch.save({"settings": settings, "sketcher": sketcher.state_dict(), "critic": critic.state_dict(),
-                    "optimise_g": optimise_g.state_dict(), "optimise_d": optimise_d.state_dict(),
-                    "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
-                    "step": step, "spent_s": spent_s}, temporary)
-        temporary.replace(checkpoint_path)  # never a half-written checkpoint
+        save_atomically({"settings": settings, "sketcher": sketcher.state_dict(), "critic": critic.state_dict(),
+                         "optimise_g": optimise_g.state_dict(), "optimise_d": optimise_d.state_dict(),
+                         "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
+                         "step": step, "spent_s": spent_s}, checkpoint_path)
 
     budget_s, started = max_minutes * 60.0, time.monotonic() - spent_s
     log = (out_dir / "log.jsonl").open("a" if resuming else "w")

@@ -42,6 +42,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from . import data, objectives
+from .checkpoints import save_atomically
 from .machine import machine_description
 from .config import GENERATOR_SHAPE, PRE_V2_DEFAULTS, TrainConfig, generator_from_config, saved_config
 from .upsampling import balance_output_phases, resize_generator_from
@@ -237,10 +238,7 @@ class Pix2PixTrainer:
             "config": asdict(self.config),
         }
         if self.accelerator.is_main_process:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            temporary = path.with_suffix(".tmp")
-            torch.save(state, temporary)
-            temporary.replace(path)  # never leave a half-written checkpoint behind
+            save_atomically(state, path)
 
     def _load_networks(self, state: dict) -> None:
         self.accelerator.unwrap_model(self.generator).load_state_dict(state["generator"])

@@ -42,6 +42,7 @@ import torch.nn.functional as F
 from ..networks import FaceUpscaler, PatchDiscriminator, count_parameters, init_weights
 from ..tensors import image_to_tensor
 from . import generated_pairs, objectives
+from .checkpoints import save_atomically
 from .data import _refuse_held_out, default_data_root, read_rgb
 from .machine import machine_description
 
@@ -293,13 +294,11 @@ def train_upscaler(config: UpscalerConfig, out_dir: Path, data_root: Path | None
     print(f"{described}, {count_parameters(model)} parameters, {config.steps} steps of {config.batch_size}")
 
     def save() -> None:
-        temporary = checkpoint_path.with_suffix(".tmp")
         state = {"config": asdict(config), "model": model.state_dict(), "optimiser": optimiser.state_dict(),
                  "rng": rng.bit_generator.state, "step": step, "spent_s": spent_s}
         if losses.discriminator is not None:
             state |= {"discriminator": losses.discriminator.state_dict(), "discriminator_optimiser": losses.optimiser.state_dict()}
-        torch.save(state, temporary)
-        temporary.replace(checkpoint_path)  # never a half-written checkpoint
+        save_atomically(state, checkpoint_path)
 
     model.train()
     started = time.perf_counter() - spent_s
