@@ -545,3 +545,21 @@ def test_pix2pix_v1_switch_trains_the_shipped_architecture_and_objective(tmp_pat
     assert saved["lambda_l1"] == 50.0  # an explicit flag still wins
     exported = json.loads((tmp_path / "run" / "generator" / "config.json").read_text())
     assert exported["upsample"] == "transposed" and exported["output_scale"] == 1
+
+
+def test_frozen_decoder_keeps_its_weights_and_statistics_and_the_encoder_learns():
+    trainer = v2_trainer(upsample="transposed", output_scale=1, freeze_decoder=True)
+    sketch, photo = face_batch()
+    points, identity_mask = five_points_of_the_drawn_face(output_scale=1), torch.tensor([True, True])
+    before = {name: value.clone() for name, value in trainer.generator.state_dict().items()}
+    trainer.train_mode()
+    assert not trainer.generator.decoder.training and trainer.generator.encoder.training
+    losses = [trainer.train_step(sketch, photo, None, points, identity_mask) for _ in range(5)]
+    after = trainer.generator.state_dict()
+    frozen = [name for name in before if name.startswith(("decoder.", "to_image."))]
+    assert frozen and any("running_mean" in name for name in frozen)
+    assert all(torch.equal(before[name], after[name]) for name in frozen)  # BatchNorm statistics too
+    assert any(not torch.equal(before[name], after[name]) for name in before if name.startswith("encoder."))
+    assert np.isfinite([entry["G_L1"] for entry in losses]).all()
+    with pytest.raises(SystemExit, match="output_scale 1"):
+        v2_trainer(freeze_decoder=True)  # the default v2 generator paints at 2x through its refiner

@@ -43,6 +43,10 @@ class TrainConfig:
     # True: the last transposed convolution stays phase-balanced (upsampling.balance_output_phases,
     # after every G step): flat features paint a flat image, however a fine-tune moves the rest.
     balance_output_phases: bool = False
+    # True: only the encoder trains; the decoder (and the image layer) keeps its weights and its
+    # BatchNorm statistics, in eval mode as it serves. Every fine-tune that moved the decoder grew
+    # its grid (docs/training.md); the encoder alone did not.
+    freeze_decoder: bool = False
     identity_on_doodles: bool = True  # False: G_identity skips mouse doodles (data.SketchPhotoDataset)
     # False: the pixel terms (G_L1, G_L1_face) skip mouse doodles. Their lines are warped against the
     # photo, so a pixel loss there asks for the average of every face the lines could mean: a blur.
