@@ -45,7 +45,7 @@ class TrainConfig:
     balance_output_phases: bool = False
     # True: only the encoder trains; the decoder (and the image layer) keeps its weights and its
     # BatchNorm statistics, in eval mode as it serves. Every fine-tune that moved the decoder grew
-    # its grid (docs/training.md); the encoder alone did not.
+    # its grid; the encoder alone still grew it on doodles (docs/training.md, run E).
     freeze_decoder: bool = False
     identity_on_doodles: bool = True  # False: G_identity skips mouse doodles (data.SketchPhotoDataset)
     # False: the pixel terms (G_L1, G_L1_face) skip mouse doodles. Their lines are warped against the

@@ -128,10 +128,10 @@ class Pix2PixTrainer:
                 raise SystemExit(f"--balance-output-phases: {error}") from None
         betas = (config.beta1, 0.999)
         if config.freeze_decoder:
-            self.generator.decoder.requires_grad_(False)
-            self.generator.to_image.requires_grad_(False)
             if config.output_scale != 1:
                 raise SystemExit("--freeze-decoder: only for output_scale 1 (the refiner would train alone)")
+            self.generator.decoder.requires_grad_(False)
+            self.generator.to_image.requires_grad_(False)
         trained = [parameter for parameter in self.generator.parameters() if parameter.requires_grad]
         self.optimizer_g = torch.optim.Adam(trained, lr=config.lr, betas=betas)
         self.optimizer_d = torch.optim.Adam(self.discriminator.parameters(), lr=config.lr, betas=betas)
