@@ -116,6 +116,10 @@ def test_identity_and_pixel_masks_can_leave_doodles_out():
     assert OneStyle("doodle", l1_on_doodles=False)[0]["identity_mask"].item() is True
     for style in ("artist", "pencil", "xdog", "edges"):
         assert OneStyle(style, l1_on_doodles=False)[0]["pixel_mask"].item() is True
+    # G_teacher's mask marks the doodles, whatever the other switches say.
+    assert OneStyle("doodle", identity_on_doodles=False, l1_on_doodles=False)[0]["doodle_mask"].item() is True
+    for style in ("artist", "pencil", "xdog", "edges"):
+        assert OneStyle(style)[0]["doodle_mask"].item() is False
 
 
 def test_training_pair_photo_follows_the_sketch_framing():

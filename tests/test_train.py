@@ -29,7 +29,7 @@ from .small_networks import SmallFaceEmbedder, SmallFeatureNetwork
 from .test_data import tiny_data_root  # noqa: F401  (fixture)
 from .test_styles import synthetic_face
 
-TERMS = {"G_GAN", "G_L1", "G_feat", "G_perceptual", "G_identity", "G_L1_face", "D_real", "D_fake"}
+TERMS = {"G_GAN", "G_L1", "G_feat", "G_perceptual", "G_identity", "G_L1_face", "G_teacher", "D_real", "D_fake"}
 PIX2PIX = dict(PRE_V2_DEFAULTS)  # the stage 1-7 objective and networks, without the frozen loss networks
 NO_LOSS_NETWORKS = ["--lambda-perceptual", "0", "--lambda-identity", "0"]  # the CLI runs below need no ported weights
 
@@ -563,3 +563,54 @@ def test_frozen_decoder_keeps_its_weights_and_statistics_and_the_encoder_learns(
     assert np.isfinite([entry["G_L1"] for entry in losses]).all()
     with pytest.raises(SystemExit, match="output_scale 1"):
         v2_trainer(freeze_decoder=True)  # the default v2 generator paints at 2x through its refiner
+
+
+def test_teacher_term_holds_doodles_to_the_starting_generator_and_skips_the_rest():
+    trainer = v2_trainer(upsample="transposed", output_scale=1, freeze_decoder=True, lambda_teacher=20.0)
+    sketch, photo = face_batch()
+    points, identity_mask = five_points_of_the_drawn_face(output_scale=1), torch.tensor([True, True])
+    assert trainer.train_step(sketch, photo, None, points, identity_mask)["G_teacher"] == 0.0  # no teacher yet
+    trainer.keep_as_teacher()
+    teacher = {name: value.clone() for name, value in trainer.teacher.state_dict().items()}
+    for _ in range(6):  # the student moves away from the copy it started as; no doodles, no term
+        assert trainer.train_step(sketch, photo, None, points, identity_mask, None, torch.tensor([False, False]))["G_teacher"] == 0.0
+    assert not trainer.teacher.training and not any(p.requires_grad for p in trainer.teacher.parameters())
+    assert trainer.train_step(sketch, photo, None, points, identity_mask, None, torch.tensor([False, True]))["G_teacher"] > 0
+    assert all(torch.equal(teacher[name], value) for name, value in trainer.teacher.state_dict().items())
+
+    # Held on doodles, the student's doodle face drifts less than a free one's.
+    free = v2_trainer(upsample="transposed", output_scale=1, freeze_decoder=True)
+    free.keep_as_teacher()
+    held_trainer = v2_trainer(upsample="transposed", output_scale=1, freeze_decoder=True, lambda_teacher=200.0)
+    held_trainer.keep_as_teacher()
+    everything = torch.tensor([True, True])
+    for _ in range(15):
+        for each in (free, held_trainer):
+            each.train_step(sketch, photo, None, points, identity_mask, None, everything)
+    drifts = []
+    for each in (free, held_trainer):
+        each.generator.eval()
+        with torch.no_grad():
+            drifts.append((each.generator(sketch) - each.teacher(sketch)).abs().mean().item())
+    assert drifts[1] < 0.5 * drifts[0], drifts
+
+
+def test_train_cli_teacher_needs_a_start_and_keeps_it_across_a_resume(tmp_path, tiny_data_root, capsys):  # noqa: F811
+    base = ["--quick", "--data-root", str(tiny_data_root), "--with-landmarks", "false", *NO_LOSS_NETWORKS]
+    alone = run_cli(main, base + ["--out", str(tmp_path / "alone"), "--lambda-teacher", "20"], capsys)
+    assert alone.returncode != 0 and "--lambda-teacher: give --init-from" in alone.stderr
+    first = run_cli(main, base + ["--out", str(tmp_path / "base")], capsys)
+    assert first.returncode == 0, first.stderr[-2000:]
+
+    tune = base + ["--out", str(tmp_path / "tune"), "--init-from", str(tmp_path / "base" / "generator"),
+                   "--lambda-teacher", "20"]
+    second = run_cli(main, tune, capsys)
+    assert second.returncode == 0, second.stderr[-2000:]
+    again = run_cli(main, tune + ["--resume", "--epochs", "4"], capsys)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "resumed from" in again.stdout and "initialised the networks" not in again.stdout
+    logged = [json.loads(line) for line in (tmp_path / "tune" / "log.jsonl").read_text().splitlines()]
+    assert len(logged) == 4 and all("G_teacher" in entry for entry in logged)
+    from sketch2face.training.export import export
+    card = (export(tmp_path / "tune" / "checkpoint.pt", tmp_path / "card") / "README.md").read_text()
+    assert "held to its start's by an L1 (G_teacher), weight 20" in card

@@ -48,6 +48,9 @@ class TrainConfig:
     # its grid; the encoder alone still grew it on doodles (docs/training.md, run E).
     freeze_decoder: bool = False
     identity_on_doodles: bool = True  # False: G_identity skips mouse doodles (data.SketchPhotoDataset)
+    # > 0: G_teacher, an L1 toward the starting generator's output (--init-from, kept frozen) on
+    # mouse doodles only, so that a fine-tune for the artist sketches keeps what the start did there.
+    lambda_teacher: float = 0.0
     # False: the pixel terms (G_L1, G_L1_face) skip mouse doodles. Their lines are warped against the
     # photo, so a pixel loss there asks for the average of every face the lines could mean: a blur.
     l1_on_doodles: bool = True

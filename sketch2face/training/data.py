@@ -353,6 +353,7 @@ class SketchPhotoDataset(Dataset):
         output_scale: photos at this many times the canvas size (the generator's output);
         identity_on_doodles: False leaves mouse doodles out of G_identity (``identity_mask``);
         l1_on_doodles: False leaves them out of the pixel terms G_L1 and G_L1_face (``pixel_mask``);
+        every item also says whether it is a mouse doodle (``doodle_mask``, for G_teacher);
         learned_sketch_weight: how often a photo with a learned_sketch is shown as that sketch."""
         if not records:
             raise ValueError("no training records: is the data folder right?")
@@ -408,7 +409,8 @@ class SketchPhotoDataset(Dataset):
                 "face_mask": torch.from_numpy(pair.face_mask)[None],
                 "five_points": torch.from_numpy(pair.five_points if has_points else np.zeros((5, 2), np.float32)),
                 "identity_mask": torch.tensor(for_identity),
-                "pixel_mask": torch.tensor(self.l1_on_doodles or style != "doodle")}
+                "pixel_mask": torch.tensor(self.l1_on_doodles or style != "doodle"),
+                "doodle_mask": torch.tensor(style == "doodle")}
 
 
 def build_training_records(root: Path | None = None, limit: int | None = None, with_landmarks: bool = True,

@@ -207,6 +207,9 @@ def describe_stages(stages: list[dict]) -> list[str]:
             f"  their artist sketch {config.get('artist_weight', CUFS_STYLE_WEIGHTS['artist']):.0%} of the time and appear "
             f"{config.get('cufs_repeats', 1)}x per epoch"
             + (f"; extra inner-face L1, weight {config['lambda_face']:g}" if config.get("lambda_face") else "")
+            + ("; decoder frozen" if config.get("freeze_decoder") else "")
+            + (f"; doodle faces held to its start's by an L1 (G_teacher), weight {config['lambda_teacher']:g}"
+               if config.get("lambda_teacher") else "")
             + f". `{train_command(stage)}`",
         ]
     return lines

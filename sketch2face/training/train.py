@@ -11,12 +11,14 @@ named terms, each weighted in TrainConfig and logged at every step (objectives.p
 
     G = lambda_gan * G_GAN + lambda_l1 * G_L1 + lambda_feat * G_feat
         + lambda_perceptual * G_perceptual + lambda_identity * G_identity (+ lambda_face * G_L1_face)
+        (+ lambda_teacher * G_teacher)
     D = 0.5 * (D_real + D_fake)
 
 G_feat matches the discriminator's features of the generated and the true photo; G_perceptual
 compares darknet-tiny's features (sketch2face.training.darknet); G_identity is 1 - cosine of the
 SFace embeddings (sketch2face.training.sface) of the generated and the true photo, aligned by the
-five face points that each training sample carries; G_L1_face is an extra L1 on the inner face.
+five face points that each training sample carries; G_L1_face is an extra L1 on the inner face;
+G_teacher is an L1 toward the --init-from generator's own output, on mouse doodles only.
 ``--l1-on-doodles false`` leaves mouse doodles out of both pixel terms, ``--identity-on-doodles
 false`` out of G_identity. ``--balance-output-phases true`` keeps the image-painting transposed
 kernel phase-balanced (training/upsampling.py), a constraint rather than a term.
@@ -26,6 +28,7 @@ The two frozen networks are built only when their weight is above 0.
 from __future__ import annotations
 
 import argparse
+import copy
 import itertools
 import json
 import math
@@ -148,15 +151,17 @@ class Pix2PixTrainer:
         (self.generator, self.discriminator, self.optimizer_g, self.optimizer_d) = accelerator.prepare(
             self.generator, self.discriminator, self.optimizer_g, self.optimizer_d
         )
+        self.teacher: UNetGenerator | None = None  # G_teacher's reference, set by keep_as_teacher
         self.step = 0
         self.epoch = 0
 
     def train_step(self, sketch: torch.Tensor, photo: torch.Tensor, face_mask: torch.Tensor | None = None,
                    five_points: torch.Tensor | None = None, identity_mask: torch.Tensor | None = None,
-                   pixel_mask: torch.Tensor | None = None) -> dict[str, float]:
+                   pixel_mask: torch.Tensor | None = None, doodle_mask: torch.Tensor | None = None) -> dict[str, float]:
         """One D update, then one G update. ``photo`` (and ``face_mask``) are at the generator's
         output size; ``five_points`` (N, 5, 2) are in the photo's pixels, used where ``identity_mask``;
-        the pixel terms G_L1 and G_L1_face count the samples in ``pixel_mask`` (N,), all when None.
+        the pixel terms G_L1 and G_L1_face count the samples in ``pixel_mask`` (N,), all when None;
+        G_teacher counts those in ``doodle_mask`` (N,), none when None.
         Returns every weighted term by name."""
         config = self.config
         sketch = sketch.contiguous(memory_format=self.memory_format)
@@ -183,6 +188,8 @@ class Pix2PixTrainer:
                             if self.perceptual_features is not None else zero,
             "G_identity": zero,
             "G_L1_face": config.lambda_face * face_l1(fake, photo, face_mask, pixel_mask),
+            "G_teacher": config.lambda_teacher * self._teacher_l1(sketch, fake, doodle_mask)
+                         if self.teacher is not None else zero,
         }
         if self.identity_embedder is not None and five_points is not None:
             if identity_mask is None:
@@ -196,6 +203,14 @@ class Pix2PixTrainer:
         self.step += 1
         return {**{name: value.item() for name, value in terms.items()},
                 "D_real": loss_d_real.item(), "D_fake": loss_d_fake.item()}
+
+    def _teacher_l1(self, sketch: torch.Tensor, fake: torch.Tensor, doodle_mask: torch.Tensor | None) -> torch.Tensor:
+        """Mean absolute difference from the teacher's face for the same doodle; 0 without doodles."""
+        if doodle_mask is None or not doodle_mask.any():
+            return fake.new_zeros(())
+        with torch.no_grad():
+            target = self.teacher(sketch[doodle_mask])
+        return (fake[doodle_mask] - target).abs().mean()
 
     def _update_discriminator(self, sketch: torch.Tensor, photo: torch.Tensor, fake: torch.Tensor):
         """Real pairs -> real, generated pairs -> fake, halved to slow D relative to G. Returns D's
@@ -280,6 +295,12 @@ class Pix2PixTrainer:
             self._check_same_shape(path, state["config"], GENERATOR_SHAPE + ("ndf", "num_scales"))
             self._load_networks(state)
 
+    def keep_as_teacher(self) -> None:
+        """Freeze a copy of the generator as it is now (after init_from), in eval mode as it
+        serves, as G_teacher's reference."""
+        teacher = copy.deepcopy(self.accelerator.unwrap_model(self.generator))
+        self.teacher = teacher.eval().requires_grad_(False)
+
     def train_mode(self) -> None:
         """Both networks in training mode, but a frozen decoder as it serves (eval: its BatchNorm
         statistics stay and its dropout is off)."""
@@ -328,7 +349,10 @@ def train(config: TrainConfig, out_dir: Path, data_root: Path | None = None, res
         raise SystemExit(f"--workers {workers}: give 0 (the main process) or more loader processes")
     checkpoint_path = out_dir / "checkpoint.pt"
     resuming = resume and checkpoint_path.exists()
-    if init_from is not None and not resuming:
+    if config.lambda_teacher > 0 and init_from is None:
+        raise SystemExit("--lambda-teacher: give --init-from, the generator whose doodle faces G_teacher keeps")
+    starts_from_init = init_from is not None and (not resuming or config.lambda_teacher > 0)  # G_teacher needs it on --resume too
+    if starts_from_init:
         check_init_source(init_from)  # before the minutes spent loading the data
     accelerator = Accelerator(cpu=device == "cpu")
     if device == "cuda" and accelerator.device.type != "cuda":
@@ -348,12 +372,15 @@ def train(config: TrainConfig, out_dir: Path, data_root: Path | None = None, res
     loader = DataLoader(dataset, batch_size=config.batch_size, shuffle=True, drop_last=True, num_workers=workers,
                         persistent_workers=workers > 0)
     loader = accelerator.prepare(loader)
+    if starts_from_init:
+        trainer.init_from(init_from)  # on --resume, the checkpoint then overrides it
+        if config.lambda_teacher > 0:
+            trainer.keep_as_teacher()
+        if not resuming:
+            accelerator.print(f"initialised the networks from {init_from}")
     if resuming:
         trainer.load_checkpoint(checkpoint_path)
         accelerator.print(f"resumed from {checkpoint_path} at epoch {trainer.epoch}, step {trainer.step}")
-    elif init_from is not None:
-        trainer.init_from(init_from)
-        accelerator.print(f"initialised the networks from {init_from}")
     provenance = {**asdict(config), "init_from": str(init_from) if init_from else None, "max_minutes": max_minutes}
     (out_dir / "train_config.json").write_text(json.dumps(provenance, indent=2))
 
@@ -380,7 +407,7 @@ def train(config: TrainConfig, out_dir: Path, data_root: Path | None = None, res
                     break
             lr = trainer.set_learning_rate(progress_epochs)
             losses = trainer.train_step(batch["sketch"], batch["photo"], batch["face_mask"], batch["five_points"],
-                                        batch["identity_mask"], batch["pixel_mask"])
+                                        batch["identity_mask"], batch["pixel_mask"], batch["doodle_mask"])
             progress.update(1)
             progress.set_postfix({name: f"{value:.3f}" for name, value in losses.items()})
             if trainer.step % config.log_every == 0 and accelerator.is_main_process:
