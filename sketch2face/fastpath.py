@@ -16,6 +16,10 @@ instead of 30 ms per 256x320 face, outputs within 5e-6 of the plain model. Tried
 (docs/benchmark.md): bfloat16 autocast, 4x slower (this CPU has no avx512_bf16/AMX, so it is
 emulated); TorchScript freeze + optimize_for_inference, slower than this; ``torch.compile``
 (inductor, freezing), 21 ms but 12 s of compiling at start-up.
+
+:class:`ShiftAveraged` is not exact: it averages the generator over a few whole-pixel shifts of
+its input, which cancels the checkerboard that transposed convolutions paint on a lattice fixed
+to the image (docs/training.md, "Shift averaging at serving time").
 """
 
 from __future__ import annotations
@@ -82,3 +86,35 @@ def optimise_for_inference(generator: UNetGenerator | nn.Module, channels_last: 
     if channels_last:
         network = network.to(memory_format=torch.channels_last)
     return FastGenerator(network, channels_last).eval()
+
+
+# One diagonal pixel: cancels the period-2 stripes in x and in y, most of C2's finest grid. Larger
+# shifts cancel more of the grid, but they also move the U-Net's coarse levels, whose faces then
+# disagree in the eyes and mouth, and the mean loses likeness (docs/training.md).
+LATTICE_SHIFTS = ((0, 0), (1, 1))
+
+
+class ShiftAveraged(nn.Module):
+    """The mean of ``network(roll(x, s))`` rolled back by ``s``, over ``shifts``: what follows the
+    drawing stays, a pattern fixed to the network's stride lattice averages out. Rolling wraps the
+    canvas's paper border round, so no pixel loses a pass. The shifted copies run as one batch."""
+
+    def __init__(self, network: nn.Module, shifts: tuple[tuple[int, int], ...] = LATTICE_SHIFTS):
+        super().__init__()
+        if not shifts:
+            raise ValueError("ShiftAveraged needs at least one shift")
+        self.network = network
+        self.shifts = tuple((int(dy), int(dx)) for dy, dx in shifts)
+        for name in ("in_channels", "num_downs", "canvas_size"):
+            if hasattr(network, name):
+                setattr(self, name, getattr(network, name))
+
+    def forward(self, sketch: torch.Tensor) -> torch.Tensor:
+        batch = sketch.size(0)
+        shifted = torch.cat([torch.roll(sketch, shift, dims=(2, 3)) for shift in self.shifts])
+        faces = self.network(shifted).split(batch)
+        # An output at k times the input's size moves k pixels for each input pixel.
+        scale = faces[0].size(-1) // sketch.size(-1)
+        total = sum(torch.roll(face, (-dy * scale, -dx * scale), dims=(2, 3))
+                    for face, (dy, dx) in zip(faces, self.shifts))
+        return total / len(self.shifts)
