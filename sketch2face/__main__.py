@@ -1,6 +1,6 @@
 """Command line: ``sketch2face COMMAND ...`` (or ``python -m sketch2face COMMAND ...``).
 
-    sketch2face generate [--enhance] [--output-dir DIR] IMAGE...   sketches -> faces
+    sketch2face generate [--enhance] [--single-pass] [--output-dir DIR] IMAGE...   sketches -> faces
     sketch2face train ...      sketch2face.training.train (needs the [train] extra)
     sketch2face evaluate ...   sketch2face.training.evaluate
     sketch2face export ...     sketch2face.training.export
@@ -38,7 +38,7 @@ def generate_command(args: argparse.Namespace) -> int:
     from .pipeline import Sketch2Face
 
     try:
-        model = Sketch2Face.from_pretrained(args.model, device=args.device)
+        model = Sketch2Face.from_pretrained(args.model, device=args.device, shift_average=not args.single_pass)
     except Sketch2FaceError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -68,6 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--enhance", action="store_true", help="restore the face with GFPGAN (downloads it once)")
     generate.add_argument("--model", default=None, help="weights folder or Hub repo id (default: $SKETCH2FACE_MODEL, then weights/)")
     generate.add_argument("--device", default="cpu")
+    generate.add_argument("--single-pass", action="store_true",
+                          help="one generator pass, not the mean over the drawing and its one-pixel shift (quicker, keeps a finer grid)")
     generate.set_defaults(handler=generate_command)
     for name, (_, summary) in DELEGATED.items():
         commands.add_parser(name, help=summary, add_help=False)  # listed here, parsed by its module

@@ -164,12 +164,16 @@ class Sketch2Face:
     """Sketch-to-face generator, x2 upscaler (when the weights have one) and optional GFPGAN restoration."""
 
     def __init__(self, generator: UNetGenerator, device: str = "cpu", restorer: Any | None = None,
-                 upscaler: FaceUpscaler | None = None):
-        from .fastpath import optimise_for_inference
+                 upscaler: FaceUpscaler | None = None, shift_average: bool = True):
+        from .fastpath import ShiftAveraged, optimise_for_inference
 
         self.generator = generator.to(device).eval()
         # BatchNorm folded into the convolutions, channels-last: same outputs, ~0.78x the time.
         self._serving_generator = optimise_for_inference(self.generator)
+        # Only a transposed decoder paints the lattice checkerboard that shift averaging removes.
+        self.shift_average = shift_average and getattr(generator, "upsample", "transposed") == "transposed"
+        if self.shift_average:
+            self._serving_generator = ShiftAveraged(self._serving_generator)
         # A full-size generator already paints at 2x; only a canvas-size one needs the upscaler.
         full_size = getattr(generator, "output_scale", 1) > 1
         self.upscaler = upscaler.to(device).eval() if upscaler is not None and not full_size else None
@@ -180,11 +184,14 @@ class Sketch2Face:
 
     @classmethod
     def from_pretrained(cls, model: str | os.PathLike | None = None, device: str = "cpu", restorer: Any | None = None,
-                        upscale: bool = True) -> "Sketch2Face":
-        """``upscale=False``: do not load the weights' x2 upscaler (faces are then enlarged by resizing)."""
+                        upscale: bool = True, shift_average: bool = True) -> "Sketch2Face":
+        """``upscale=False``: do not load the weights' x2 upscaler (faces are then enlarged by resizing).
+        ``shift_average=False``: one generator pass instead of the mean over the drawing and its copy
+        moved one pixel diagonally, which takes out most of the transposed decoder's finest grid
+        (docs/training.md, "Shift averaging at serving time")."""
         generator = load_generator(model, device)
         upscaler = load_upscaler(model, device) if upscale and generator.output_scale == 1 else None
-        return cls(generator, device=device, restorer=restorer, upscaler=upscaler)
+        return cls(generator, device=device, restorer=restorer, upscaler=upscaler, shift_average=shift_average)
 
     # -- public API ----------------------------------------------------------------
     def __call__(self, image: Any, enhance: bool = False) -> Image.Image:

@@ -55,6 +55,28 @@ def test_all_good_inputs_exit_zero_and_notes_go_to_stderr(tiny_model_dir, tmp_pa
     assert "note: Light lines on a dark background were detected and inverted." in capsys.readouterr().err
 
 
+def test_single_pass_skips_shift_averaging(tiny_model_dir, tmp_path, monkeypatch):
+    from sketch2face.pipeline import Sketch2Face
+
+    drawing = write_drawing(tmp_path / "drawing.png")
+    built = []
+    original = Sketch2Face.from_pretrained.__func__
+
+    def recording(cls, *args, **kwargs):
+        built.append(original(cls, *args, **kwargs))
+        return built[-1]
+
+    monkeypatch.setattr(Sketch2Face, "from_pretrained", classmethod(recording))
+    faces = {}
+    for flags in ([], ["--single-pass"]):
+        out = tmp_path / ("single" if flags else "averaged")
+        assert main(["generate", "--model", str(tiny_model_dir), "-o", str(out), *flags, str(drawing)]) == 0
+        faces[bool(flags)] = np.asarray(Image.open(out / "drawing.png"), dtype=float)
+    assert [model.shift_average for model in built] == [True, False]
+    # The two passes differ where the network is not shift-equivariant, so the faces do too.
+    assert faces[True].shape == faces[False].shape and np.abs(faces[True] - faces[False]).mean() > 0.1
+
+
 def test_unloadable_model_exits_2_with_one_line(tmp_path, capsys):
     status = main(["generate", "--model", str(tmp_path / "missing"), str(write_drawing(tmp_path / "a.png"))])
     err = capsys.readouterr().err.strip()

@@ -326,7 +326,20 @@ def mean_seam_step(outputs: list[np.ndarray], sketches: list[preprocess.Normalis
     return float(np.mean(steps)) if steps else None
 
 
-def select(model_paths: list[str], out_dir: Path, root: Path | None = None, validation_every: int = 0) -> dict[str, dict]:
+SHIFT_AVERAGE_MODES = {"off": (False,), "on": (True,), "both": (False, True)}
+
+
+def variants(model_paths: list[str], modes: tuple[bool, ...]) -> list[tuple[str, bool]]:
+    """Each model in each ``shift_average`` mode, in that order."""
+    return [(path, averaged) for path in model_paths for averaged in modes]
+
+
+def variant_name(path: str, averaged: bool, modes: tuple[bool, ...]) -> str:
+    return f"{path} (shift-averaged)" if averaged and len(modes) > 1 else path
+
+
+def select(model_paths: list[str], out_dir: Path, root: Path | None = None, validation_every: int = 0,
+           shift_average: tuple[bool, ...] = (True,)) -> dict[str, dict]:
     """Compare candidate generators on CUFS *train* only, so that choosing one never looks at test.
 
     They were trained on these pairs, so the figures flatter every candidate alike; what counts is
@@ -347,8 +360,9 @@ def select(model_paths: list[str], out_dir: Path, root: Path | None = None, vali
         print(f"warning: KID skipped: {error}", file=sys.stderr)
     doodles = train_doodles(root) if judge is not None else []  # only KID reads them
     results = {}
-    for candidate in model_paths:
-        model = Sketch2Face.from_pretrained(candidate, upscale=False)
+    for candidate, averaged in variants(model_paths, shift_average):
+        model = Sketch2Face.from_pretrained(candidate, upscale=False, shift_average=averaged)
+        candidate = variant_name(candidate, averaged, shift_average)
         summary, pairs, fakes = evaluate_cufs(model, embedder, root, split="train")
         canvases = [model.generate_canvas(preprocess.normalise(pair.sketch).canvas) for pair in pairs]
         results[candidate] = {"ssim": summary["ssim"], **summary["identity"], "kid_x1000": None, "doodle_kid_x1000": None,
@@ -599,16 +613,17 @@ def kid_table(result: dict | None) -> list[str]:
     return lines
 
 
-def run(model_path: str | None, out_dir: Path, root: Path | None = None) -> dict:
+def run(model_path: str | None, out_dir: Path, root: Path | None = None, shift_average: bool = True) -> dict:
     root = root or data.default_data_root()
     started = time.monotonic()
-    model = Sketch2Face.from_pretrained(model_path, upscale=False)  # the generator alone: evaluate_upscaler judges the rest
+    model = Sketch2Face.from_pretrained(model_path, upscale=False, shift_average=shift_average)  # the generator alone: evaluate_upscaler judges the rest
     embedder = FaceEmbedder()
     cufs, cufs_pairs, cufs_fakes = evaluate_cufs(model, embedder, root)
     canada, canada_samples = evaluate_canada(model, embedder, root)
     unpaired = evaluate_unpaired(model, root)
     report = {
         "model": str(model_path or "weights/"),
+        "shift_average": shift_average,
         "cufs_test": cufs,
         "canada": canada,
         "unpaired": {},
@@ -659,13 +674,15 @@ def examples_grid(model: Sketch2Face, examples_dir: Path, out_path: Path, column
 
 
 def side_by_side(model_paths: list[str], out_path: Path, root: Path | None = None,
-                 examples_out_path: Path | None = None, per_row: int = 2) -> Path:
+                 examples_out_path: Path | None = None, per_row: int = 2,
+                 shift_average: tuple[bool, ...] = (True,)) -> Path:
     """One grid that shows the same inputs through each generator: the project's examples, then
     the eval doodles and edge maps and CUFS test sketches with their true photos. Each cell group
     is the input, one output per model in the order given, then the photo if there is one.
     ``examples_out_path`` also gets the examples' rows alone: only what the project made, so docs
-    may keep it."""
-    models = [Sketch2Face.from_pretrained(path) for path in model_paths]
+    may keep it. ``shift_average``: the modes each model runs in, one output per mode."""
+    models = [Sketch2Face.from_pretrained(path, shift_average=averaged)
+              for path, averaged in variants(model_paths, shift_average)]
     blank = np.full((8, 8, 3), 255, np.uint8)
 
     def groups(inputs: list[tuple[np.ndarray, np.ndarray | None]]) -> list[list[np.ndarray]]:
@@ -711,7 +728,13 @@ def main(argv: list[str] | None = None) -> None:
                         help="only draw OUT/grid_side_by_side.png: the same inputs through each of these generators")
     parser.add_argument("--compare", nargs=2, metavar=("REFERENCE", "CANDIDATE"), type=Path, default=None,
                         help="only compare two metrics.json files face by face (runs no model)")
+    parser.add_argument("--shift-average", choices=sorted(SHIFT_AVERAGE_MODES), default="on",
+                        help="average the generator over shifts of the drawing, as serving does (default on); "
+                             "'both' (--select, --side-by-side): each model without, then with")
     args = parser.parse_args(argv)
+    modes = SHIFT_AVERAGE_MODES[args.shift_average]
+    if len(modes) > 1 and not (args.select or args.side_by_side):
+        parser.error("--shift-average both needs --select or --side-by-side")
     if args.compare:
         reports = []
         for path in args.compare:
@@ -728,16 +751,16 @@ def main(argv: list[str] | None = None) -> None:
         print(comparison_table(compared), end="")
         return
     if args.side_by_side:
-        print(f"wrote {side_by_side(args.side_by_side, args.out / 'grid_side_by_side.png', args.data_root, args.examples_grid)}")
+        print(f"wrote {side_by_side(args.side_by_side, args.out / 'grid_side_by_side.png', args.data_root, args.examples_grid, shift_average=modes)}")
         return
     if args.select:
-        print(selection_table(select(args.select, args.out, args.data_root, args.validation_every)), end="")
+        print(selection_table(select(args.select, args.out, args.data_root, args.validation_every, shift_average=modes)), end="")
         print(f"wrote {args.out}/selection.json")
         return
     if args.examples_grid:
-        model = Sketch2Face.from_pretrained(args.model)
+        model = Sketch2Face.from_pretrained(args.model, shift_average=modes[0])
         print(f"wrote {examples_grid(model, Path('examples'), args.examples_grid)}")
-    report = run(args.model, args.out, args.data_root)
+    report = run(args.model, args.out, args.data_root, shift_average=modes[0])
     print(markdown_table(report))
     print(f"wrote {args.out}/metrics.json, metrics.md and grids in {report['seconds']} s")
 
