@@ -88,10 +88,14 @@ def optimise_for_inference(generator: UNetGenerator | nn.Module, channels_last: 
     return FastGenerator(network, channels_last).eval()
 
 
-# One diagonal pixel: cancels the period-2 stripes in x and in y, most of C2's finest grid. Larger
-# shifts cancel more of the grid, but they also move the U-Net's coarse levels, whose faces then
-# disagree in the eyes and mouth, and the mean loses likeness (docs/training.md).
-LATTICE_SHIFTS = ((0, 0), (1, 1))
+# Shaded sketches: one diagonal pixel. It cancels the period-2 stripes in x and in y, most of the
+# finest grid. Wider shifts cancel more, but they also move the U-Net's coarse levels, whose faces
+# then disagree in the eyes and mouth, and on a shaded sketch the mean loses likeness.
+SHADED_SKETCH_SHIFTS = ((0, 0), (1, 1))
+# Line drawings, which carry little likeness to lose: the four shifts whose phases cancel the
+# period-2 components exactly and leave about 0.30 and 0.22 of the period-4 and period-8 ones (the
+# best four among shifts 0-7, by brute force over the frequencies evaluate.checkerboard_peaks reads).
+LINE_DRAWING_SHIFTS = ((0, 0), (1, 3), (3, 6), (4, 1))
 
 
 class ShiftAveraged(nn.Module):
@@ -99,7 +103,7 @@ class ShiftAveraged(nn.Module):
     drawing stays, a pattern fixed to the network's stride lattice averages out. Rolling wraps the
     canvas's paper border round, so no pixel loses a pass. The shifted copies run as one batch."""
 
-    def __init__(self, network: nn.Module, shifts: tuple[tuple[int, int], ...] = LATTICE_SHIFTS):
+    def __init__(self, network: nn.Module, shifts: tuple[tuple[int, int], ...] = SHADED_SKETCH_SHIFTS):
         super().__init__()
         if not shifts:
             raise ValueError("ShiftAveraged needs at least one shift")

@@ -165,15 +165,17 @@ class Sketch2Face:
 
     def __init__(self, generator: UNetGenerator, device: str = "cpu", restorer: Any | None = None,
                  upscaler: FaceUpscaler | None = None, shift_average: bool = True):
-        from .fastpath import ShiftAveraged, optimise_for_inference
+        from .fastpath import LINE_DRAWING_SHIFTS, SHADED_SKETCH_SHIFTS, ShiftAveraged, optimise_for_inference
 
         self.generator = generator.to(device).eval()
         # BatchNorm folded into the convolutions, channels-last: same outputs, ~0.78x the time.
         self._serving_generator = optimise_for_inference(self.generator)
         # Only a transposed decoder paints the lattice checkerboard that shift averaging removes.
         self.shift_average = shift_average and getattr(generator, "upsample", "transposed") == "transposed"
+        self._line_drawing_generator = self._shaded_sketch_generator = self._serving_generator
         if self.shift_average:
-            self._serving_generator = ShiftAveraged(self._serving_generator)
+            self._line_drawing_generator = ShiftAveraged(self._serving_generator, LINE_DRAWING_SHIFTS)
+            self._shaded_sketch_generator = ShiftAveraged(self._serving_generator, SHADED_SKETCH_SHIFTS)
         # A full-size generator already paints at 2x; only a canvas-size one needs the upscaler.
         full_size = getattr(generator, "output_scale", 1) > 1
         self.upscaler = upscaler.to(device).eval() if upscaler is not None and not full_size else None
@@ -186,9 +188,10 @@ class Sketch2Face:
     def from_pretrained(cls, model: str | os.PathLike | None = None, device: str = "cpu", restorer: Any | None = None,
                         upscale: bool = True, shift_average: bool = True) -> "Sketch2Face":
         """``upscale=False``: do not load the weights' x2 upscaler (faces are then enlarged by resizing).
-        ``shift_average=False``: one generator pass instead of the mean over the drawing and its copy
-        moved one pixel diagonally, which takes out most of the transposed decoder's finest grid
-        (docs/training.md, "Shift averaging at serving time")."""
+        ``shift_average=False``: one generator pass instead of the mean over shifted copies of the
+        drawing, which takes out most of the transposed decoder's grid: two (one pixel apart) for a
+        shaded sketch, four (up to six pixels apart) for a line drawing (docs/training.md, "Shift
+        averaging at serving time")."""
         generator = load_generator(model, device)
         upscaler = load_upscaler(model, device) if upscale and generator.output_scale == 1 else None
         return cls(generator, device=device, restorer=restorer, upscaler=upscaler, shift_average=shift_average)
@@ -230,8 +233,10 @@ class Sketch2Face:
 
     def generate_canvas(self, canvas: np.ndarray) -> np.ndarray:
         """Canvas sketch (float32 H x W, 1 = paper) -> canvas face (uint8 H x W x 3)."""
+        line_drawing = self.shift_average and preprocess.is_line_drawing(canvas)
+        generator = self._line_drawing_generator if line_drawing else self._shaded_sketch_generator
         with torch.inference_mode():
-            return tensor_to_image(self._serving_generator(image_to_tensor(canvas)[None].to(self.device)))
+            return tensor_to_image(generator(image_to_tensor(canvas)[None].to(self.device)))
 
     def upscale(self, face: np.ndarray) -> np.ndarray | None:
         """Canvas face (uint8 H x W x 3) -> the same at 2H x 2W; None without an upscaler."""

@@ -45,6 +45,11 @@ MIN_OUTPUT_SIDE = 128
 
 INK_THRESHOLD = 0.35  # darkness above which a pixel counts as drawn
 THICK_STROKE_PX = 7.0  # line art with wider strokes (canvas pixels) gets thinned
+# A line drawing (a doodle, an edge map) against a shaded sketch, by the share of the drawing's
+# region in mid-greys and in any ink at all. Set on training data (docs/training.md): CUFS train
+# sketches have 17-43% mid-greys, mouse doodles 5-17%.
+LINE_DRAWING_MAX_MIDTONES = 0.14
+LINE_DRAWING_MAX_INK = 0.35
 TARGET_STROKE_PX = 3.0
 
 Image.MAX_IMAGE_PIXELS = MAX_INPUT_PIXELS  # PIL's own guard, in case a path skips ours
@@ -307,6 +312,18 @@ def drawing_region(canvas: np.ndarray, widen: float = 0.0) -> np.ndarray:
         reach = max(1, round(widen * CANVAS_SIZE[0]))
         region = cv2.dilate(region, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * reach + 1, 2 * reach + 1)))
     return region
+
+
+def is_line_drawing(canvas: np.ndarray) -> bool:
+    """Lines on paper rather than a shaded sketch: inside :func:`drawing_region`, few pixels are
+    mid-grey (0.15-0.85) and few are darker than paper (< 0.9). An empty canvas counts as lines."""
+    region = drawing_region(canvas).astype(bool)
+    if not region.any():
+        return True
+    inside = canvas[region]
+    midtones = float(np.mean((inside > 0.15) & (inside < 0.85)))
+    ink = float(np.mean(inside < 0.9))
+    return midtones < LINE_DRAWING_MAX_MIDTONES and ink < LINE_DRAWING_MAX_INK
 
 
 def framing_transform(mask: np.ndarray) -> np.ndarray:

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from sketch2face import Sketch2Face, preprocess
-from sketch2face.fastpath import LATTICE_SHIFTS, ShiftAveraged
+from sketch2face.fastpath import LINE_DRAWING_SHIFTS, SHADED_SKETCH_SHIFTS, ShiftAveraged
 from sketch2face.training import evaluate
 from tests.test_fastpath import REPO_ROOT, example_batch
 
@@ -109,13 +109,27 @@ def test_it_needs_a_shift():
         ShiftAveraged(CircularBlur(), shifts=())
 
 
-def test_the_shifts_are_distinct_and_start_at_the_drawing_itself():
-    assert LATTICE_SHIFTS[0] == (0, 0) and len(set(LATTICE_SHIFTS)) == len(LATTICE_SHIFTS)
+@pytest.mark.parametrize("shifts", [SHADED_SKETCH_SHIFTS, LINE_DRAWING_SHIFTS])
+def test_the_shifts_are_distinct_and_start_at_the_drawing_itself(shifts):
+    assert shifts[0] == (0, 0) and len(set(shifts)) == len(shifts)
+
+
+def test_the_line_drawing_shifts_cancel_every_period_two_pattern_and_most_of_the_coarser_ones():
+    batch = example_batch(1)
+    height, width = batch.shape[-2:]
+    network = CircularBlur()
+    with torch.no_grad():
+        clean = network(batch)
+        for periods, left in (((2, 2), 0.0), ((2, 0), 0.0), ((0, 2), 0.0), ((4, 4), 0.25), ((4, 0), 0.5),
+                              ((0, 4), 0.0), ((8, 8), 0.125), ((8, 0), 0.354)):
+            pattern = lattice(height, width, *periods)
+            averaged = ShiftAveraged(WithLatticePattern(network, pattern), shifts=LINE_DRAWING_SHIFTS)(batch)
+            assert (averaged - clean).abs().max().item() == pytest.approx(left, abs=2e-3), periods
 
 
 @pytest.fixture(scope="module")
 def served_pair():
-    return Sketch2Face.from_pretrained(upscale=False), Sketch2Face.from_pretrained(upscale=False, shift_average=True)
+    return Sketch2Face.from_pretrained(upscale=False, shift_average=False), Sketch2Face.from_pretrained(upscale=False)
 
 
 def test_the_shipped_generator_paints_less_checkerboard_when_shift_averaged(served_pair):
@@ -150,3 +164,38 @@ def test_the_evaluation_runs_each_model_in_each_mode():
     assert evaluate.variant_name("a", True, (True,)) == "a"
     with pytest.raises(SystemExit):
         evaluate.main(["--shift-average", "both"])
+
+
+def shaded_sketch() -> np.ndarray:
+    """The test face with pencil-like shading: grey tones over the head, darker down one side."""
+    from tests.drawings import drawing
+
+    lines = np.asarray(drawing(), dtype=np.float32) / 255
+    height, width = lines.shape
+    ys, xs = np.mgrid[0:height, 0:width]
+    head = ((xs - 0.5 * width) / (0.3 * width)) ** 2 + ((ys - 0.475 * height) / (0.375 * height)) ** 2 < 1
+    tone = 0.45 + 0.35 * xs / width + 0.05 * np.sin(ys / 3.0)
+    return np.where(head, np.minimum(lines, tone), lines).astype(np.float32)
+
+
+def test_line_drawings_and_shaded_sketches_are_told_apart():
+    from tests.drawings import drawing
+
+    for path in sorted((REPO_ROOT / "examples").glob("*.png")):
+        assert preprocess.is_line_drawing(preprocess.normalise(path).canvas), path.name
+    assert preprocess.is_line_drawing(preprocess.normalise(drawing()).canvas)
+    assert not preprocess.is_line_drawing(preprocess.normalise(shaded_sketch()).canvas)
+    assert preprocess.is_line_drawing(np.ones((320, 256), np.float32))  # nothing drawn: no shading to keep
+
+
+def test_each_kind_of_drawing_gets_its_own_shifts(served_pair):
+    from sketch2face.fastpath import optimise_for_inference
+
+    plain, averaged = served_pair
+    fast = optimise_for_inference(plain.generator)
+    for sketch, shifts in ((preprocess.normalise(REPO_ROOT / "examples" / "01_short_hair.png").canvas, LINE_DRAWING_SHIFTS),
+                           (preprocess.normalise(shaded_sketch()).canvas, SHADED_SKETCH_SHIFTS)):
+        with torch.inference_mode():
+            expected = ShiftAveraged(fast, shifts)(torch.from_numpy(sketch * 2.0 - 1.0)[None, None])
+        expected_face = ((expected[0].clamp(-1, 1) + 1) * 127.5).round().permute(1, 2, 0).numpy()
+        assert np.abs(averaged.generate_canvas(sketch).astype(float) - expected_face).max() <= 1
