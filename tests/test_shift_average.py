@@ -60,38 +60,29 @@ def test_an_output_twice_the_input_size_is_rolled_back_twice_as_far():
     assert torch.allclose(averaged, network(batch), atol=1e-5)
 
 
-@pytest.mark.parametrize("periods", [(2, 0), (0, 2)])
-def test_period_two_stripes_cancel_exactly(periods):
-    batch = example_batch(1)
-    height, width = batch.shape[-2:]
-    network = CircularBlur()
-    with torch.no_grad():
-        averaged = ShiftAveraged(WithLatticePattern(network, 0.3 * lattice(height, width, *periods)))(batch)
-        assert torch.allclose(averaged, network(batch), atol=1e-5)
+UNIT_SQUARE = ((0, 0), (0, 1), (1, 0), (1, 1))
+# What each shift set leaves of a unit lattice pattern (periods in y and x, 0 = flat): the mean of
+# its phases over the shifts. The pair leaves the diagonal period-2 checker whole and cancels the
+# period-2 stripes; the line-drawing set cancels every period-2 pattern.
+LEFT_OF_A_UNIT_PATTERN = [
+    (SHADED_SKETCH_SHIFTS, {(2, 0): 0.0, (0, 2): 0.0, (2, 2): 1.0, (4, 4): 0.5, (4, 0): 0.5, (8, 8): 0.75, (8, 0): 0.854}),
+    (LINE_DRAWING_SHIFTS, {(2, 0): 0.0, (0, 2): 0.0, (2, 2): 0.0, (4, 4): 0.25, (4, 0): 0.5, (0, 4): 0.0,
+                           (8, 8): 0.125, (8, 0): 0.354}),
+    (UNIT_SQUARE, {(2, 2): 0.0, (2, 0): 0.0, (4, 0): 0.5}),
+]
 
 
-def test_coarser_patterns_keep_only_what_their_phases_leave():
+@pytest.mark.parametrize("shifts, left_by_periods", LEFT_OF_A_UNIT_PATTERN)
+def test_a_lattice_pattern_keeps_only_what_its_phases_leave(shifts, left_by_periods):
     batch = example_batch(1)
     height, width = batch.shape[-2:]
     network = CircularBlur()
     with torch.no_grad():
         clean = network(batch)
-        # What is left of a unit pattern: the mean of its phases over the diagonal pixel. The
-        # diagonal period-2 checker is the one pattern the pair does not touch.
-        for periods, left in (((2, 2), 1.0), ((4, 4), 0.5), ((4, 0), 0.5), ((8, 8), 0.75), ((8, 0), 0.854)):
+        for periods, left in left_by_periods.items():
             pattern = lattice(height, width, *periods)
-            measured = (ShiftAveraged(WithLatticePattern(network, pattern))(batch) - clean).abs().max().item()
-            assert measured == pytest.approx(left, abs=2e-3), periods
-
-
-def test_other_shift_sets_cancel_what_their_phases_cancel():
-    batch = example_batch(1)
-    height, width = batch.shape[-2:]
-    network = CircularBlur()
-    unit_square = ((0, 0), (0, 1), (1, 0), (1, 1))
-    with torch.no_grad():
-        averaged = ShiftAveraged(WithLatticePattern(network, lattice(height, width, 2, 2)), shifts=unit_square)(batch)
-        assert torch.allclose(averaged, network(batch), atol=1e-5)
+            averaged = ShiftAveraged(WithLatticePattern(network, pattern), shifts=shifts)(batch)
+            assert (averaged - clean).abs().max().item() == pytest.approx(left, abs=2e-3), periods
 
 
 def test_each_drawing_in_a_batch_keeps_its_own_face():
@@ -112,19 +103,6 @@ def test_it_needs_a_shift():
 @pytest.mark.parametrize("shifts", [SHADED_SKETCH_SHIFTS, LINE_DRAWING_SHIFTS])
 def test_the_shifts_are_distinct_and_start_at_the_drawing_itself(shifts):
     assert shifts[0] == (0, 0) and len(set(shifts)) == len(shifts)
-
-
-def test_the_line_drawing_shifts_cancel_every_period_two_pattern_and_most_of_the_coarser_ones():
-    batch = example_batch(1)
-    height, width = batch.shape[-2:]
-    network = CircularBlur()
-    with torch.no_grad():
-        clean = network(batch)
-        for periods, left in (((2, 2), 0.0), ((2, 0), 0.0), ((0, 2), 0.0), ((4, 4), 0.25), ((4, 0), 0.5),
-                              ((0, 4), 0.0), ((8, 8), 0.125), ((8, 0), 0.354)):
-            pattern = lattice(height, width, *periods)
-            averaged = ShiftAveraged(WithLatticePattern(network, pattern), shifts=LINE_DRAWING_SHIFTS)(batch)
-            assert (averaged - clean).abs().max().item() == pytest.approx(left, abs=2e-3), periods
 
 
 @pytest.fixture(scope="module")
