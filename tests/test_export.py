@@ -185,6 +185,11 @@ def test_an_exported_folders_card_is_rendered_again_from_the_folder_alone(tmp_pa
     assert "| 0.660 | 16.70 | 1660.0 | 48% | 73% |" in card
     assert "Stage 1, from scratch: 10 steps of batch 8" in card
     assert "`upscaler/`: a separate x2 super-resolution network" in card and "512x640 after the upscaler" in card
+    assert "shifted copies" not in card  # these metrics do not say they were shift-averaged
+
+    metrics.write_text(json.dumps({"cufs_test": cufs, "shift_average": True}))
+    assert run_cli(main, ["--refresh-card", str(folder), "--metrics", str(metrics)], capsys).returncode == 0
+    assert "Measured as `Sketch2Face` serves it: the generator's mean over shifted copies" in (folder / "README.md").read_text()
 
     (folder / STAGES_FILE).unlink()
     result = run_cli(main, ["--refresh-card", str(folder)], capsys)

@@ -267,6 +267,7 @@ def model_card(generator: UNetGenerator, train_state: dict, metrics: dict | None
         cufs=(metrics or {}).get("cufs_test"),
         canada=(metrics or {}).get("canada", {}),
         kid=(metrics or {}).get("kid"),
+        shift_average=(metrics or {}).get("shift_average", False),
         fmt_kid=lambda row: "n/a" if not row or row.get("kid_x1000") is None else f"{row['kid_x1000']:.0f}",
         group_lines=group_limits(metrics),
         percent=lambda fraction: f"{fraction:.0%}",
