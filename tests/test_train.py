@@ -29,7 +29,7 @@ from .small_networks import SmallFaceEmbedder, SmallFeatureNetwork
 from .test_data import tiny_data_root  # noqa: F401  (fixture)
 from .test_styles import synthetic_face
 
-TERMS = {"G_GAN", "G_L1", "G_feat", "G_perceptual", "G_identity", "G_L1_face", "G_teacher", "D_real", "D_fake"}
+TERMS = {"G_GAN", "G_L1", "G_feat", "G_perceptual", "G_identity", "G_L1_face", "G_teacher", "G_shift", "D_real", "D_fake"}
 PIX2PIX = dict(PRE_V2_DEFAULTS)  # the stage 1-7 objective and networks, without the frozen loss networks
 NO_LOSS_NETWORKS = ["--lambda-perceptual", "0", "--lambda-identity", "0"]  # the CLI runs below need no ported weights
 
@@ -614,3 +614,59 @@ def test_train_cli_teacher_needs_a_start_and_keeps_it_across_a_resume(tmp_path, 
     from sketch2face.training.export import export
     card = (export(tmp_path / "tune" / "checkpoint.pt", tmp_path / "card") / "README.md").read_text()
     assert "held to its start's by an L1 (G_teacher), weight 20" in card
+
+
+def test_shift_term_sees_a_lattice_pattern_and_not_a_pattern_that_moves_with_the_drawing():
+    sketch, _ = face_batch()
+    height, width = sketch.shape[-2:]
+    checker = 0.2 * (-1.0) ** (torch.arange(height)[:, None] + torch.arange(width)[None, :]).float()
+
+    def follows_the_drawing(image):  # equivariant: the roll carries the drawing and its pattern alike
+        return image.repeat(1, 3, 1, 1) * 0.5
+
+    def paints_a_grid(image):  # the same, plus a checker fixed to the image, as a transposed decoder paints
+        return follows_the_drawing(image) + checker
+
+    for shift in ((1, 1), (1, 3), (4, 1)):
+        for network, expected in ((follows_the_drawing, 0.0), (paints_a_grid, 0.4 if sum(shift) % 2 else 0.0)):
+            loss = objectives.shift_consistency_loss(network, sketch, network(sketch), shift)
+            assert loss.item() == pytest.approx(expected, abs=1e-6), (network.__name__, shift)
+
+
+def test_shift_term_trains_both_passes_and_real_steps_lower_it():
+    trainer = v2_trainer(upsample="transposed", output_scale=1, lambda_shift=100.0, lambda_perceptual=0.0,
+                         lambda_identity=0.0, lambda_feat=0.0)
+    sketch, photo = face_batch()
+    first = trainer.train_step(sketch, photo)
+    assert set(first) == TERMS and first["G_shift"] > 0
+    # Same weights, no step between: the term is computed with one dropout draw for both passes,
+    # so a generator in train mode reads the same twice.
+    generator = trainer.accelerator.unwrap_model(trainer.generator)
+    state = torch.get_rng_state()
+    once = trainer._shift_l1(sketch, generator(sketch), state)
+    torch.set_rng_state(state)
+    again = trainer._shift_l1(sketch, generator(sketch), state)
+    assert once.item() == pytest.approx(again.item(), rel=1e-5)
+    losses = [trainer.train_step(sketch, photo)["G_shift"] for _ in range(30)]
+    assert np.mean(losses[-3:]) < 0.7 * np.mean([first["G_shift"], *losses[:2]]), losses
+    off = v2_trainer(upsample="transposed", output_scale=1).train_step(sketch, photo)
+    assert off["G_shift"] == 0.0
+
+
+def test_shift_term_uses_the_shifts_serving_averages_over():
+    from sketch2face.fastpath import LINE_DRAWING_SHIFTS, SHADED_SKETCH_SHIFTS
+    from sketch2face.training.train import SERVING_SHIFTS
+
+    assert set(SERVING_SHIFTS) == (set(SHADED_SKETCH_SHIFTS) | set(LINE_DRAWING_SHIFTS)) - {(0, 0)}
+
+
+def test_train_cli_logs_the_shift_term_and_the_card_names_it(tmp_path, tiny_data_root, capsys):  # noqa: F811
+    command = ["--quick", "--data-root", str(tiny_data_root), "--with-landmarks", "false", *NO_LOSS_NETWORKS,
+               "--out", str(tmp_path / "run"), "--lambda-shift", "50"]
+    result = run_cli(main, command, capsys)
+    assert result.returncode == 0, result.stderr[-2000:]
+    logged = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert logged and all(entry["G_shift"] > 0 for entry in logged)
+    from sketch2face.training.export import export
+    card = (export(tmp_path / "run" / "checkpoint.pt", tmp_path / "card") / "README.md").read_text()
+    assert "moved a few pixels (G_shift), weight 50" in card

@@ -51,6 +51,9 @@ class TrainConfig:
     # > 0: G_teacher, an L1 toward the starting generator's output (--init-from, kept frozen) on
     # mouse doodles only, so that a fine-tune for the artist sketches keeps what the start did there.
     lambda_teacher: float = 0.0
+    # > 0: G_shift, an L1 between the face and the face of the sketch rolled by one of the shifts
+    # serving averages over (fastpath), rolled back, with the same dropout: it sees the decoder's grid.
+    lambda_shift: float = 0.0
     # False: the pixel terms (G_L1, G_L1_face) skip mouse doodles. Their lines are warped against the
     # photo, so a pixel loss there asks for the average of every face the lines could mean: a blur.
     l1_on_doodles: bool = True

@@ -210,6 +210,8 @@ def describe_stages(stages: list[dict]) -> list[str]:
             + ("; decoder frozen" if config.get("freeze_decoder") else "")
             + (f"; doodle faces held to its start's by an L1 (G_teacher), weight {config['lambda_teacher']:g}"
                if config.get("lambda_teacher") else "")
+            + (f"; faces held to those of the sketch moved a few pixels (G_shift), weight {config['lambda_shift']:g}"
+               if config.get("lambda_shift") else "")
             + f". `{train_command(stage)}`",
         ]
     return lines

@@ -10,7 +10,9 @@ The trainer (train.py) weights them by TrainConfig and logs each under its name:
   (darknet-tiny, ``sketch2face.training.darknet``);
 - ``G_identity``: :func:`identity_loss`, 1 - cosine of face embeddings of the generated and the
   true photo (SFace, ``sketch2face.training.sface``), each aligned by the sample's five points,
-  optionally both blurred first (:func:`gaussian_blur`).
+  optionally both blurred first (:func:`gaussian_blur`);
+- ``G_shift``: :func:`shift_consistency_loss`, the face against the face of the same sketch moved
+  by a few pixels and moved back: what a transposed decoder paints on its own lattice does not move.
 
 The frozen networks are passed in as callables, so any network with the same call signature
 works (the tests use small random convolutional networks).
@@ -114,3 +116,16 @@ def identity_loss(fake: torch.Tensor, photo: torch.Tensor, five_points: torch.Te
         target = embed(gaussian_blur(photo[rows], blur_sigma), points)
     generated = embed(gaussian_blur(fake[rows], blur_sigma), points)
     return (1.0 - F.cosine_similarity(generated, target.detach(), dim=1)).mean()
+
+
+def shift_consistency_loss(generator: Callable[[torch.Tensor], torch.Tensor], sketch: torch.Tensor,
+                           fake: torch.Tensor, shift: tuple[int, int]) -> torch.Tensor:
+    """Mean absolute difference between ``fake`` (the generator's face for ``sketch``) and its face
+    for the sketch rolled by ``shift`` = (dy, dx) pixels, rolled back. Zero for a shift-equivariant
+    generator; a grid fixed to the stride lattice, or a face that changes with where the drawing
+    sits, counts. Both passes train. Serving averages over such shifts (``fastpath.ShiftAveraged``),
+    and the mean is sharper where they agree."""
+    dy, dx = shift
+    scale = fake.size(-1) // sketch.size(-1)  # an output at k times the size moves k pixels a pixel
+    moved = generator(torch.roll(sketch, (dy, dx), dims=(2, 3)))
+    return (torch.roll(moved, (-dy * scale, -dx * scale), dims=(2, 3)) - fake).abs().mean()

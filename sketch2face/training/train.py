@@ -11,14 +11,15 @@ named terms, each weighted in TrainConfig and logged at every step (objectives.p
 
     G = lambda_gan * G_GAN + lambda_l1 * G_L1 + lambda_feat * G_feat
         + lambda_perceptual * G_perceptual + lambda_identity * G_identity (+ lambda_face * G_L1_face)
-        (+ lambda_teacher * G_teacher)
+        (+ lambda_teacher * G_teacher) (+ lambda_shift * G_shift)
     D = 0.5 * (D_real + D_fake)
 
 G_feat matches the discriminator's features of the generated and the true photo; G_perceptual
 compares darknet-tiny's features (sketch2face.training.darknet); G_identity is 1 - cosine of the
 SFace embeddings (sketch2face.training.sface) of the generated and the true photo, aligned by the
 five face points that each training sample carries; G_L1_face is an extra L1 on the inner face;
-G_teacher is an L1 toward the --init-from generator's own output, on mouse doodles only.
+G_teacher is an L1 toward the --init-from generator's own output, on mouse doodles only;
+G_shift is an L1 between the face and the face of the sketch moved by a few pixels and moved back.
 ``--l1-on-doodles false`` leaves mouse doodles out of both pixel terms, ``--identity-on-doodles
 false`` out of G_identity. ``--balance-output-phases true`` keeps the image-painting transposed
 kernel phase-balanced (training/upsampling.py), a constraint rather than a term.
@@ -49,7 +50,11 @@ from .checkpoints import save_atomically
 from .machine import machine_description
 from .config import GENERATOR_SHAPE, PRE_V2_DEFAULTS, TrainConfig, generator_from_config, saved_config
 from .upsampling import balance_output_phases, resize_generator_from
+from ..fastpath import LINE_DRAWING_SHIFTS, SHADED_SKETCH_SHIFTS
 from ..networks import MultiScalePatchDiscriminator, UNetGenerator, init_weights
+
+# G_shift's shifts: the non-zero ones serving averages over.
+SERVING_SHIFTS = tuple(sorted({shift for shift in SHADED_SKETCH_SHIFTS + LINE_DRAWING_SHIFTS if shift != (0, 0)}))
 
 
 def load_perceptual_features(device: torch.device) -> objectives.FeatureNetwork:
@@ -166,6 +171,7 @@ class Pix2PixTrainer:
         config = self.config
         sketch = sketch.contiguous(memory_format=self.memory_format)
         photo = photo.contiguous(memory_format=self.memory_format)
+        dropout_state = torch.get_rng_state()  # G_shift's second pass draws the same dropout
         fake = self.generator(sketch)
         if fake.shape != photo.shape:
             raise ValueError(f"the generator makes {tuple(fake.shape)} from this sketch but the photo is {tuple(photo.shape)}")
@@ -190,6 +196,8 @@ class Pix2PixTrainer:
             "G_L1_face": config.lambda_face * face_l1(fake, photo, face_mask, pixel_mask),
             "G_teacher": config.lambda_teacher * self._teacher_l1(sketch, fake, doodle_mask)
                          if self.teacher is not None else zero,
+            "G_shift": config.lambda_shift * self._shift_l1(sketch, fake, dropout_state)
+                       if config.lambda_shift > 0 else zero,
         }
         if self.identity_embedder is not None and five_points is not None:
             if identity_mask is None:
@@ -211,6 +219,17 @@ class Pix2PixTrainer:
         with torch.no_grad():
             target = self.teacher(sketch[doodle_mask])
         return (fake[doodle_mask] - target).abs().mean()
+
+    def _shift_l1(self, sketch: torch.Tensor, fake: torch.Tensor, dropout_state: torch.Tensor) -> torch.Tensor:
+        """G_shift for one of the non-zero shifts serving averages over, drawn from (seed, step), so a
+        resumed run draws the same ones. The moved pass reuses the first pass's dropout draw (the CPU
+        generator's state; the dropout levels are so coarse that a few pixels leave the content on
+        its mask), so the term measures the grid, not two dropout draws."""
+        draw = np.random.default_rng([self.config.seed, self.step, 7]).integers(len(SERVING_SHIFTS))
+        shift = SERVING_SHIFTS[int(draw)]
+        with torch.random.fork_rng(devices=[]):
+            torch.set_rng_state(dropout_state)
+            return objectives.shift_consistency_loss(self.generator, sketch, fake, shift)
 
     def _update_discriminator(self, sketch: torch.Tensor, photo: torch.Tensor, fake: torch.Tensor):
         """Real pairs -> real, generated pairs -> fake, halved to slow D relative to G. Returns D's
