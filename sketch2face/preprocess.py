@@ -45,12 +45,12 @@ MIN_OUTPUT_SIDE = 128
 
 INK_THRESHOLD = 0.35  # darkness above which a pixel counts as drawn
 THICK_STROKE_PX = 7.0  # line art with wider strokes (canvas pixels) gets thinned
+TARGET_STROKE_PX = 3.0
 # A line drawing (a doodle, an edge map) against a shaded sketch, by the share of the drawing's
 # region in mid-greys and in any ink at all. Set on training data (docs/training.md): CUFS train
 # sketches have 17-43% mid-greys, mouse doodles 5-17%.
 LINE_DRAWING_MAX_MIDTONES = 0.14
 LINE_DRAWING_MAX_INK = 0.35
-TARGET_STROKE_PX = 3.0
 
 Image.MAX_IMAGE_PIXELS = MAX_INPUT_PIXELS  # PIL's own guard, in case a path skips ours
 
