@@ -343,7 +343,6 @@ def report(results: dict, args: argparse.Namespace) -> str:
     generator = results["generator"]
     timings = generator["timings"]
     ref, served, fast = timings["reference"], timings["served"], timings["fast"]
-
     lines.append(f"| reference pix2pix unet_256 ({generator['reference_params'] / 1e6:.1f}M params, 3x256x256, fp32 eager) | "
                  f"{_ms(ref.wall_s)} wall, {_ms(ref.cpu_s)} CPU | | |")
     rows = [("served generator, plain eval", served), ("served generator, fast path", fast)]

@@ -69,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--model", default=None, help="weights folder or Hub repo id (default: $SKETCH2FACE_MODEL, then weights/)")
     generate.add_argument("--device", default="cpu")
     generate.add_argument("--single-pass", action="store_true",
-                          help="one generator pass, not the mean over the drawing and its one-pixel shift (quicker, keeps a finer grid)")
+                          help="one generator pass, not the mean over shifted copies of the drawing (quicker, keeps the grid)")
     generate.set_defaults(handler=generate_command)
     for name, (_, summary) in DELEGATED.items():
         commands.add_parser(name, help=summary, add_help=False)  # listed here, parsed by its module

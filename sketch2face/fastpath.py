@@ -109,16 +109,15 @@ class ShiftAveraged(nn.Module):
             raise ValueError("ShiftAveraged needs at least one shift")
         self.network = network
         self.shifts = tuple((int(dy), int(dx)) for dy, dx in shifts)
-        for name in ("in_channels", "num_downs", "canvas_size"):
-            if hasattr(network, name):
-                setattr(self, name, getattr(network, name))
 
     def forward(self, sketch: torch.Tensor) -> torch.Tensor:
-        batch = sketch.size(0)
         shifted = torch.cat([torch.roll(sketch, shift, dims=(2, 3)) for shift in self.shifts])
-        faces = self.network(shifted).split(batch)
-        # An output at k times the input's size moves k pixels for each input pixel.
-        scale = faces[0].size(-1) // sketch.size(-1)
-        total = sum(torch.roll(face, (-dy * scale, -dx * scale), dims=(2, 3))
-                    for face, (dy, dx) in zip(faces, self.shifts))
-        return total / len(self.shifts)
+        faces = self.network(shifted).split(sketch.size(0))
+        return sum(roll_back(face, shift, sketch) for face, shift in zip(faces, self.shifts)) / len(self.shifts)
+
+
+def roll_back(face: torch.Tensor, shift: tuple[int, int], sketch: torch.Tensor) -> torch.Tensor:
+    """``face``, made from ``sketch`` rolled by ``shift`` = (dy, dx), rolled back into the sketch's
+    place. A face k times the sketch's size moved k pixels for each pixel of the sketch."""
+    scale = face.size(-1) // sketch.size(-1)
+    return torch.roll(face, (-shift[0] * scale, -shift[1] * scale), dims=(2, 3))

@@ -642,9 +642,9 @@ def test_shift_term_trains_both_passes_and_real_steps_lower_it():
     # Same weights, no step between: the term is computed with one dropout draw for both passes,
     # so a generator in train mode reads the same twice.
     generator = trainer.accelerator.unwrap_model(trainer.generator)
-    state = torch.get_rng_state()
+    state = trainer._rng_state()
     once = trainer._shift_l1(sketch, generator(sketch), state)
-    torch.set_rng_state(state)
+    torch.set_rng_state(state[0])
     again = trainer._shift_l1(sketch, generator(sketch), state)
     assert once.item() == pytest.approx(again.item(), rel=1e-5)
     losses = [trainer.train_step(sketch, photo)["G_shift"] for _ in range(30)]

@@ -26,6 +26,7 @@ from typing import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
+from ..fastpath import roll_back
 from ..networks import GANLoss
 
 GAN_MODES = ("vanilla", "lsgan", "hinge")
@@ -125,7 +126,5 @@ def shift_consistency_loss(generator: Callable[[torch.Tensor], torch.Tensor], sk
     generator; a grid fixed to the stride lattice, or a face that changes with where the drawing
     sits, counts. Both passes train. Serving averages over such shifts (``fastpath.ShiftAveraged``),
     and the mean is sharper where they agree."""
-    dy, dx = shift
-    scale = fake.size(-1) // sketch.size(-1)  # an output at k times the size moves k pixels a pixel
-    moved = generator(torch.roll(sketch, (dy, dx), dims=(2, 3)))
-    return (torch.roll(moved, (-dy * scale, -dx * scale), dims=(2, 3)) - fake).abs().mean()
+    moved = generator(torch.roll(sketch, shift, dims=(2, 3)))
+    return (roll_back(moved, shift, sketch) - fake).abs().mean()

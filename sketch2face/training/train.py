@@ -171,7 +171,7 @@ class Pix2PixTrainer:
         config = self.config
         sketch = sketch.contiguous(memory_format=self.memory_format)
         photo = photo.contiguous(memory_format=self.memory_format)
-        dropout_state = torch.get_rng_state()  # G_shift's second pass draws the same dropout
+        dropout_state = self._rng_state() if config.lambda_shift > 0 else None  # G_shift's second pass reuses it
         fake = self.generator(sketch)
         if fake.shape != photo.shape:
             raise ValueError(f"the generator makes {tuple(fake.shape)} from this sketch but the photo is {tuple(photo.shape)}")
@@ -220,15 +220,24 @@ class Pix2PixTrainer:
             target = self.teacher(sketch[doodle_mask])
         return (fake[doodle_mask] - target).abs().mean()
 
-    def _shift_l1(self, sketch: torch.Tensor, fake: torch.Tensor, dropout_state: torch.Tensor) -> torch.Tensor:
+    def _rng_state(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The random state dropout draws from: the CPU's, and the GPU's when training on one."""
+        device = self.accelerator.device
+        return torch.get_rng_state(), torch.cuda.get_rng_state(device) if device.type == "cuda" else None
+
+    def _shift_l1(self, sketch: torch.Tensor, fake: torch.Tensor,
+                  dropout_state: tuple[torch.Tensor, torch.Tensor | None]) -> torch.Tensor:
         """G_shift for one of the non-zero shifts serving averages over, drawn from (seed, step), so a
-        resumed run draws the same ones. The moved pass reuses the first pass's dropout draw (the CPU
-        generator's state; the dropout levels are so coarse that a few pixels leave the content on
-        its mask), so the term measures the grid, not two dropout draws."""
+        resumed run draws the same ones. The moved pass reuses the first pass's dropout draw
+        (:meth:`_rng_state` before it; the dropout levels are so coarse that a few pixels leave the
+        content on its mask), so the term measures the grid, not two dropout draws."""
         draw = np.random.default_rng([self.config.seed, self.step, 7]).integers(len(SERVING_SHIFTS))
         shift = SERVING_SHIFTS[int(draw)]
-        with torch.random.fork_rng(devices=[]):
-            torch.set_rng_state(dropout_state)
+        cpu_state, gpu_state = dropout_state
+        with torch.random.fork_rng(devices=[self.accelerator.device] if gpu_state is not None else []):
+            torch.set_rng_state(cpu_state)
+            if gpu_state is not None:
+                torch.cuda.set_rng_state(gpu_state, self.accelerator.device)
             return objectives.shift_consistency_loss(self.generator, sketch, fake, shift)
 
     def _update_discriminator(self, sketch: torch.Tensor, photo: torch.Tensor, fake: torch.Tensor):
