@@ -39,6 +39,9 @@ DEFAULT_WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 DEFAULT_HUB_MODEL = "sketch2face/sketch2face-pix2pix"
 MODEL_ENV = "SKETCH2FACE_MODEL"
 UPSCALER_SUBFOLDER = "upscaler"  # the x2 upscaler's config.json + model.safetensors, beside the generator's
+# An optional second generator for shaded sketches (pencil, charcoal, photos); the main one then
+# draws line drawings only (preprocess.is_line_drawing tells them apart).
+SHADED_SKETCHES_SUBFOLDER = "shaded_sketches"
 HUB_ETAG_TIMEOUT_S = 5  # fail fast rather than hang a Space's start-up on an unreachable Hub
 
 
@@ -116,6 +119,21 @@ def load_upscaler(model: str | os.PathLike | None = None, device: str = "cpu") -
     return upscaler.to(device).eval() if upscaler is not None else None
 
 
+def load_shaded_sketch_generator(model: str | os.PathLike | None = None, device: str = "cpu") -> UNetGenerator | None:
+    """The generator for shaded sketches kept beside the main one (its ``shaded_sketches/``
+    subfolder), or None when the weights have one generator for every drawing. Raises
+    ModelLoadError when it is there but can't be loaded."""
+    source = resolve_model(model)
+    if isinstance(source, str):
+        hint = "Without it the main generator draws every sketch."
+        generator = _load_from_hub(UNetGenerator, source, SHADED_SKETCHES_SUBFOLDER, hint, optional=True)
+    elif (source / SHADED_SKETCHES_SUBFOLDER).is_dir():
+        generator = _load_from_folder(UNetGenerator, source / SHADED_SKETCHES_SUBFOLDER, "the shaded-sketch generator")
+    else:
+        generator = None
+    return generator.to(device).eval() if generator is not None else None
+
+
 def _load_from_folder(network_class, path: Path, what: str):
     if not (path / "model.safetensors").is_file():
         raise ModelLoadError(f"{path} has no model.safetensors (only safetensors weights are loaded).")
@@ -152,6 +170,16 @@ def _load_from_hub(network_class, repo_id: str, subfolder: str = "", hint: str |
     )
 
 
+def _check_interchangeable(generator: UNetGenerator, shaded_sketch_generator: UNetGenerator) -> None:
+    """Both generators must take the same canvas and give the same face size: the rest of the
+    pipeline (upscaler, uncanvas) does not know which one ran."""
+    for name in ("in_channels", "canvas_size", "output_scale", "upsample"):
+        main, shaded = getattr(generator, name, None), getattr(shaded_sketch_generator, name, None)
+        if main != shaded:
+            raise ModelLoadError(f"The shaded-sketch generator's {name} is {shaded!r}, the main generator's {main!r}: "
+                                 f"the two must match (re-export {SHADED_SKETCHES_SUBFOLDER}/ from the same architecture).")
+
+
 def skip_reason(error: Exception) -> str:
     """The restorer's one-line reason, plus the fix when the reason does not already name it."""
     reason = str(error).strip()
@@ -161,21 +189,32 @@ def skip_reason(error: Exception) -> str:
 
 
 class Sketch2Face:
-    """Sketch-to-face generator, x2 upscaler (when the weights have one) and optional GFPGAN restoration."""
+    """Sketch-to-face generator(s), x2 upscaler (when the weights have one) and optional GFPGAN restoration.
+
+    With a ``shaded_sketch_generator``, shaded sketches go to it and line drawings to ``generator``
+    (``preprocess.is_line_drawing``): the two kinds were best served by different fine-tunes
+    (docs/training.md, "A generator for each kind of drawing")."""
 
     def __init__(self, generator: UNetGenerator, device: str = "cpu", restorer: Any | None = None,
-                 upscaler: FaceUpscaler | None = None, shift_average: bool = True):
+                 upscaler: FaceUpscaler | None = None, shift_average: bool = True,
+                 shaded_sketch_generator: UNetGenerator | None = None):
         from .fastpath import LINE_DRAWING_SHIFTS, SHADED_SKETCH_SHIFTS, ShiftAveraged, optimise_for_inference
 
+        if shaded_sketch_generator is not None:
+            _check_interchangeable(generator, shaded_sketch_generator)
         self.generator = generator.to(device).eval()
-        # BatchNorm folded into the convolutions, channels-last: same outputs, ~0.78x the time.
-        self._serving_generator = optimise_for_inference(self.generator)
+        self.shaded_sketch_generator = (shaded_sketch_generator.to(device).eval()
+                                        if shaded_sketch_generator is not None else None)
         # Only a transposed decoder paints the lattice checkerboard that shift averaging removes.
         self.shift_average = shift_average and getattr(generator, "upsample", "transposed") == "transposed"
-        self._line_drawing_generator = self._shaded_sketch_generator = self._serving_generator
+        # BatchNorm folded into the convolutions, channels-last: same outputs, ~0.78x the time.
+        line_network = optimise_for_inference(self.generator)
+        shaded_network = (optimise_for_inference(self.shaded_sketch_generator)
+                          if self.shaded_sketch_generator is not None else line_network)
+        self._line_drawing_generator, self._shaded_sketch_generator = line_network, shaded_network
         if self.shift_average:
-            self._line_drawing_generator = ShiftAveraged(self._serving_generator, LINE_DRAWING_SHIFTS)
-            self._shaded_sketch_generator = ShiftAveraged(self._serving_generator, SHADED_SKETCH_SHIFTS)
+            self._line_drawing_generator = ShiftAveraged(line_network, LINE_DRAWING_SHIFTS)
+            self._shaded_sketch_generator = ShiftAveraged(shaded_network, SHADED_SKETCH_SHIFTS)
         # A full-size generator already paints at 2x; only a canvas-size one needs the upscaler.
         full_size = getattr(generator, "output_scale", 1) > 1
         self.upscaler = upscaler.to(device).eval() if upscaler is not None and not full_size else None
@@ -191,10 +230,13 @@ class Sketch2Face:
         ``shift_average=False``: one generator pass instead of the mean over shifted copies of the
         drawing, which takes out most of the transposed decoder's grid: two (one pixel apart) for a
         shaded sketch, four (up to six pixels apart) for a line drawing (docs/training.md, "Shift
-        averaging at serving time")."""
+        averaging at serving time"). The weights' ``shaded_sketches/`` generator, when they have
+        one, draws the shaded sketches."""
         generator = load_generator(model, device)
+        shaded_sketch_generator = load_shaded_sketch_generator(model, device)
         upscaler = load_upscaler(model, device) if upscale and generator.output_scale == 1 else None
-        return cls(generator, device=device, restorer=restorer, upscaler=upscaler, shift_average=shift_average)
+        return cls(generator, device=device, restorer=restorer, upscaler=upscaler, shift_average=shift_average,
+                   shaded_sketch_generator=shaded_sketch_generator)
 
     # -- public API ----------------------------------------------------------------
     def __call__(self, image: Any, enhance: bool = False) -> Image.Image:
@@ -233,10 +275,14 @@ class Sketch2Face:
 
     def generate_canvas(self, canvas: np.ndarray) -> np.ndarray:
         """Canvas sketch (float32 H x W, 1 = paper) -> canvas face (uint8 H x W x 3)."""
-        line_drawing = self.shift_average and preprocess.is_line_drawing(canvas)
-        generator = self._line_drawing_generator if line_drawing else self._shaded_sketch_generator
+        generator = self._line_drawing_generator if self.is_line_drawing(canvas) else self._shaded_sketch_generator
         with torch.inference_mode():
             return tensor_to_image(generator(image_to_tensor(canvas)[None].to(self.device)))
+
+    def is_line_drawing(self, canvas: np.ndarray) -> bool:
+        """Whether ``canvas`` takes the line-drawing path (checked only where the two paths differ)."""
+        routes = self.shift_average or self.shaded_sketch_generator is not None
+        return routes and preprocess.is_line_drawing(canvas)
 
     def upscale(self, face: np.ndarray) -> np.ndarray | None:
         """Canvas face (uint8 H x W x 3) -> the same at 2H x 2W; None without an upscaler."""

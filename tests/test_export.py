@@ -190,6 +190,11 @@ def test_an_exported_folders_card_is_rendered_again_from_the_folder_alone(tmp_pa
     metrics.write_text(json.dumps({"cufs_test": cufs, "shift_average": True}))
     assert run_cli(main, ["--refresh-card", str(folder), "--metrics", str(metrics)], capsys).returncode == 0
     assert "Measured as `Sketch2Face` serves it: the generator's mean over shifted copies" in (folder / "README.md").read_text()
+    assert "shaded_sketches/" not in (folder / "README.md").read_text()
+
+    (folder / "shaded_sketches").mkdir()
+    assert run_cli(main, ["--refresh-card", str(folder), "--metrics", str(metrics)], capsys).returncode == 0
+    assert "`shaded_sketches/`: a second generator of the same shape" in (folder / "README.md").read_text()
 
     (folder / STAGES_FILE).unlink()
     result = run_cli(main, ["--refresh-card", str(folder)], capsys)

@@ -170,9 +170,11 @@ def test_each_kind_of_drawing_gets_its_own_shifts(served_pair):
     from sketch2face.fastpath import optimise_for_inference
 
     plain, averaged = served_pair
-    fast = optimise_for_inference(plain.generator)
-    for sketch, shifts in ((preprocess.normalise(REPO_ROOT / "examples" / "01_short_hair.png").canvas, LINE_DRAWING_SHIFTS),
-                           (preprocess.normalise(shaded_sketch()).canvas, SHADED_SKETCH_SHIFTS)):
+    line_network = optimise_for_inference(plain.generator)
+    shaded_network = optimise_for_inference(plain.shaded_sketch_generator or plain.generator)
+    for sketch, fast, shifts in (
+            (preprocess.normalise(REPO_ROOT / "examples" / "01_short_hair.png").canvas, line_network, LINE_DRAWING_SHIFTS),
+            (preprocess.normalise(shaded_sketch()).canvas, shaded_network, SHADED_SKETCH_SHIFTS)):
         with torch.inference_mode():
             expected = ShiftAveraged(fast, shifts)(torch.from_numpy(sketch * 2.0 - 1.0)[None, None])
         expected_face = ((expected[0].clamp(-1, 1) + 1) * 127.5).round().permute(1, 2, 0).numpy()

@@ -24,6 +24,13 @@ Publishing is one more step, with a write token (not possible on the offline bui
     huggingface-cli upload USER/sketch2face-pix2pix weights/README.md README.md
     # and the x2 upscaler, which the pipeline loads from the repo's upscaler/ subfolder:
     huggingface-cli upload USER/sketch2face-pix2pix weights/upscaler upscaler
+    # and the generator for shaded sketches (its shaded_sketches/ subfolder), when there is one:
+    huggingface-cli upload USER/sketch2face-pix2pix weights/shaded_sketches shaded_sketches
+
+A generator for shaded sketches exports into the main folder's subfolder, e.g. a fine-tune
+averaged with the generator it started from:
+
+    python -m sketch2face.training.export --checkpoint runs/tune/checkpoint.pt weights --out weights/shaded_sketches
 """
 
 from __future__ import annotations
@@ -37,6 +44,7 @@ import torch
 
 from .data import CUFS_STYLE_WEIGHTS
 from ..networks import UNetGenerator, count_parameters
+from ..pipeline import SHADED_SKETCHES_SUBFOLDER, UPSCALER_SUBFOLDER
 from .config import GENERATOR_SHAPE, TrainConfig, generator_from_config, saved_config
 from .upsampling import balance_output_phases
 
@@ -248,7 +256,7 @@ def group_limits(metrics: dict | None) -> list[str]:
 
 
 def model_card(generator: UNetGenerator, train_state: dict, metrics: dict | None, stages: list[dict] | None = None,
-               upscaler: bool = False) -> str:
+               upscaler: bool = False, shaded_sketches: bool = False) -> str:
     """The model card (weights/README.md), rendered from the model_card.md template beside this file."""
     from huggingface_hub import ModelCard, ModelCardData
 
@@ -274,6 +282,7 @@ def model_card(generator: UNetGenerator, train_state: dict, metrics: dict | None
         group_lines=group_limits(metrics),
         percent=lambda fraction: f"{fraction:.0%}",
         upscaler=upscaler,
+        shaded_sketches=shaded_sketches,
         v2_data=any(saved_config(stage.get("config", {})).get("upsample") == "resize" for stage in stages or [{"config": config}]),
         height=config["output_scale"] * 320,
         width=config["output_scale"] * 256,
@@ -298,7 +307,7 @@ def export(checkpoint: Path | list[Path], out_dir: Path, metrics_path: Path | No
     metrics = json.loads(metrics_path.read_text()) if metrics_path else None
     generator.save_pretrained(out_dir)
     (out_dir / STAGES_FILE).write_text(json.dumps(stages, indent=2) + "\n")
-    (out_dir / "README.md").write_text(model_card(generator, state, metrics, stages, upscaler=(out_dir / "upscaler").is_dir()))
+    (out_dir / "README.md").write_text(model_card(generator, state, metrics, stages, **_subfolders(out_dir)))
     return out_dir
 
 
@@ -308,8 +317,14 @@ def refresh_card(folder: Path, metrics_path: Path | None = None) -> Path:
     stages = _read_json(folder / STAGES_FILE) or []
     generator, state = generator_from_checkpoint(folder)
     metrics = json.loads(metrics_path.read_text()) if metrics_path else None
-    (folder / "README.md").write_text(model_card(generator, state, metrics, stages, upscaler=(folder / "upscaler").is_dir()))
+    (folder / "README.md").write_text(model_card(generator, state, metrics, stages, **_subfolders(folder)))
     return folder / "README.md"
+
+
+def _subfolders(folder: Path) -> dict[str, bool]:
+    """Which of the networks served beside the generator the folder holds (the card names them)."""
+    return {"upscaler": (folder / UPSCALER_SUBFOLDER).is_dir(),
+            "shaded_sketches": (folder / SHADED_SKETCHES_SUBFOLDER).is_dir()}
 
 
 def main(argv: list[str] | None = None) -> None:
