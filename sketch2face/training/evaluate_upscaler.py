@@ -42,7 +42,7 @@ from . import data, generated_pairs, kid, styles
 from .evaluate import checkerboard_peaks, grid, save_rgb
 from .. import preprocess
 from ..networks import FaceUpscaler
-from ..pipeline import UPSCALER_SUBFOLDER, DEFAULT_WEIGHTS_DIR, Sketch2Face, load_generator
+from ..pipeline import UPSCALER_SUBFOLDER, DEFAULT_WEIGHTS_DIR, Sketch2Face, load_generator, load_shaded_sketch_generator
 
 RESIZERS = {"bilinear": cv2.INTER_LINEAR, "bicubic": cv2.INTER_CUBIC, "lanczos": cv2.INTER_LANCZOS4}
 FULL_SIZE = (512, 640)
@@ -57,8 +57,9 @@ def face_crop(image: np.ndarray) -> np.ndarray:
 
 
 def served_pipeline(generator_model: str | None, upscaler_dir: Path) -> Sketch2Face:
-    """The generator and the upscaler as the app would serve them (fast path included)."""
-    return Sketch2Face(load_generator(generator_model), upscaler=FaceUpscaler.from_pretrained(upscaler_dir))
+    """The generator(s) and the upscaler as the app would serve them (fast path included)."""
+    return Sketch2Face(load_generator(generator_model), upscaler=FaceUpscaler.from_pretrained(upscaler_dir),
+                       shaded_sketch_generator=load_shaded_sketch_generator(generator_model))
 
 
 def methods(pipeline: Sketch2Face) -> dict:

@@ -116,6 +116,7 @@ def pairs_for_side(out_dir: Path, data_root: Path | None, generator: str | None,
     def build() -> GeneratedPairs:
         chosen = split_people(load_records(data_root))[0 if side == "training" else 1]
         print(f"generating {draws} faces for each of {len(chosen)} {side} photos with {model_path} ...", flush=True)
+        # The main generator alone, for every style: the shipped upscaler was trained on its faces.
         return make_pairs(Sketch2Face(load_generator(generator)).generate_canvas, chosen, draws, seed, augment)
 
     pairs = cached_pairs(out_dir / f"generated_{side}_pairs.npz", key, build)
