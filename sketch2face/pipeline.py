@@ -108,30 +108,27 @@ def load_generator(model: str | os.PathLike | None = None, device: str = "cpu") 
 def load_upscaler(model: str | os.PathLike | None = None, device: str = "cpu") -> FaceUpscaler | None:
     """The x2 upscaler kept beside the generator (its ``upscaler/`` subfolder), or None when the
     weights have none. Raises ModelLoadError when it is there but can't be loaded."""
-    source = resolve_model(model)
-    if isinstance(source, str):
-        hint = "Sketch2Face.from_pretrained(..., upscale=False) runs without it (faces enlarged by resizing)."
-        upscaler = _load_from_hub(FaceUpscaler, source, UPSCALER_SUBFOLDER, hint, optional=True)
-    elif (source / UPSCALER_SUBFOLDER).is_dir():
-        upscaler = _load_from_folder(FaceUpscaler, source / UPSCALER_SUBFOLDER, "the upscaler")
-    else:
-        upscaler = None
-    return upscaler.to(device).eval() if upscaler is not None else None
+    hint = "Sketch2Face.from_pretrained(..., upscale=False) runs without it (faces enlarged by resizing)."
+    return _load_beside_generator(FaceUpscaler, model, UPSCALER_SUBFOLDER, "the upscaler", device, hint)
 
 
 def load_shaded_sketch_generator(model: str | os.PathLike | None = None, device: str = "cpu") -> UNetGenerator | None:
     """The generator for shaded sketches kept beside the main one (its ``shaded_sketches/``
     subfolder), or None when the weights have one generator for every drawing. Raises
     ModelLoadError when it is there but can't be loaded."""
+    return _load_beside_generator(UNetGenerator, model, SHADED_SKETCHES_SUBFOLDER, "the shaded-sketch generator", device)
+
+
+def _load_beside_generator(network_class, model, subfolder: str, what: str, device: str, hint: str | None = None):
+    """An optional network in the weights' ``subfolder``: None when the folder or Hub repo has none."""
     source = resolve_model(model)
     if isinstance(source, str):
-        hint = "Without it the main generator draws every sketch."
-        generator = _load_from_hub(UNetGenerator, source, SHADED_SKETCHES_SUBFOLDER, hint, optional=True)
-    elif (source / SHADED_SKETCHES_SUBFOLDER).is_dir():
-        generator = _load_from_folder(UNetGenerator, source / SHADED_SKETCHES_SUBFOLDER, "the shaded-sketch generator")
+        network = _load_from_hub(network_class, source, subfolder, hint, optional=True)
+    elif (source / subfolder).is_dir():
+        network = _load_from_folder(network_class, source / subfolder, what)
     else:
-        generator = None
-    return generator.to(device).eval() if generator is not None else None
+        network = None
+    return network.to(device).eval() if network is not None else None
 
 
 def _load_from_folder(network_class, path: Path, what: str):

@@ -86,3 +86,21 @@ def app_client(app_url):
     from gradio_client import Client
 
     return Client(app_url, verbose=False)
+
+
+@pytest.fixture
+def hub_without_files(monkeypatch) -> list[tuple[str, str | None, str]]:
+    """The Hub answers 404 for every file: the (repo, subfolder, file) asked for are recorded."""
+    import httpx2
+    import huggingface_hub
+    from huggingface_hub.errors import RemoteEntryNotFoundError
+
+    asked: list[tuple[str, str | None, str]] = []
+
+    def no_such_file(repo_id, filename, subfolder=None, **_):
+        asked.append((repo_id, subfolder, filename))
+        request = httpx2.Request("GET", f"https://huggingface.co/{repo_id}/resolve/main/{subfolder}/{filename}")
+        raise RemoteEntryNotFoundError("404 Client Error: entry not found", response=httpx2.Response(404, request=request))
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", no_such_file)
+    return asked

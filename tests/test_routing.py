@@ -95,18 +95,6 @@ def test_an_unreachable_hub_names_the_shaded_sketch_generator_it_could_not_fetch
         load_shaded_sketch_generator("nobody/nothing")
 
 
-def test_a_hub_repo_without_a_shaded_sketch_generator_loads_without_one(monkeypatch):
-    import httpx2
-    import huggingface_hub
-    from huggingface_hub.errors import RemoteEntryNotFoundError
-
-    asked = []
-
-    def no_such_file(repo_id, filename, subfolder=None, **_):
-        asked.append((repo_id, subfolder, filename))
-        request = httpx2.Request("GET", f"https://huggingface.co/{repo_id}/resolve/main/{subfolder}/{filename}")
-        raise RemoteEntryNotFoundError("404 Client Error: entry not found", response=httpx2.Response(404, request=request))
-
-    monkeypatch.setattr(huggingface_hub, "hf_hub_download", no_such_file)
+def test_a_hub_repo_without_a_shaded_sketch_generator_loads_without_one(hub_without_files):
     assert load_shaded_sketch_generator("someone/one-generator") is None
-    assert asked == [("someone/one-generator", SHADED_SKETCHES_SUBFOLDER, "config.json")]
+    assert hub_without_files == [("someone/one-generator", SHADED_SKETCHES_SUBFOLDER, "config.json")]
