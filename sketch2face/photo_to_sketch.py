@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from .errors import InputError
-from .preprocess import MAX_INPUT_PIXELS
+from .preprocess import MAX_INPUT_PIXELS, midtone_fraction
 
 PHOTO_PROBE_SIDE = 512  # the check looks at a small copy: a phone photo decodes in draft mode
 PHOTO_SKETCH_SIDE = 640  # photos are sketched at this long side (what the pencil filter was measured at)
@@ -75,8 +75,7 @@ def looks_like_a_colour_photo(source: Any) -> bool:
     if paper - ink < 0.1:
         return False
     stretched = (gray - ink) / (paper - ink)
-    mid_tones = float(((stretched > 0.15) & (stretched < 0.85)).mean())
-    return colourful >= COLOURFUL_FRACTION and mid_tones >= MID_TONE_FRACTION
+    return colourful >= COLOURFUL_FRACTION and midtone_fraction(stretched) >= MID_TONE_FRACTION
 
 
 def pencil_sketch(source: Any) -> np.ndarray:

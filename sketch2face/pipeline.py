@@ -278,8 +278,8 @@ class Sketch2Face:
 
     def is_line_drawing(self, canvas: np.ndarray) -> bool:
         """Whether ``canvas`` takes the line-drawing path (checked only where the two paths differ)."""
-        routes = self.shift_average or self.shaded_sketch_generator is not None
-        return routes and preprocess.is_line_drawing(canvas)
+        paths_differ = self._line_drawing_generator is not self._shaded_sketch_generator
+        return paths_differ and preprocess.is_line_drawing(canvas)
 
     def upscale(self, face: np.ndarray) -> np.ndarray | None:
         """Canvas face (uint8 H x W x 3) -> the same at 2H x 2W; None without an upscaler."""

@@ -314,16 +314,20 @@ def drawing_region(canvas: np.ndarray, widen: float = 0.0) -> np.ndarray:
     return region
 
 
+def midtone_fraction(values: np.ndarray) -> float:
+    """The share of ``values`` (0 = ink, 1 = paper) that are mid-grey: shading, not lines or paper."""
+    return float(np.mean((values > 0.15) & (values < 0.85)))
+
+
 def is_line_drawing(canvas: np.ndarray) -> bool:
     """Lines on paper rather than a shaded sketch: inside :func:`drawing_region`, few pixels are
-    mid-grey (0.15-0.85) and few are darker than paper (< 0.9). An empty canvas counts as lines."""
+    mid-grey and few are darker than paper (< 0.9). An empty canvas counts as lines."""
     region = drawing_region(canvas).astype(bool)
     if not region.any():
         return True
     inside = canvas[region]
-    midtones = float(np.mean((inside > 0.15) & (inside < 0.85)))
     ink = float(np.mean(inside < 0.9))
-    return midtones < LINE_DRAWING_MAX_MIDTONES and ink < LINE_DRAWING_MAX_INK
+    return midtone_fraction(inside) < LINE_DRAWING_MAX_MIDTONES and ink < LINE_DRAWING_MAX_INK
 
 
 def framing_transform(mask: np.ndarray) -> np.ndarray:
