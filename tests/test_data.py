@@ -267,6 +267,36 @@ def test_cufs_repeats_and_artist_weight_set_the_style_mix():
         SketchPhotoDataset([cufs], cufs_repeats=0)
 
 
+def test_a_style_mix_draws_only_its_styles_for_every_record():
+    photo = synthetic_face()
+    cufs = FaceRecord("cufs/train/x", photo, sketch=cv2.cvtColor(photo, cv2.COLOR_RGB2GRAY) / 255.0)
+    other = FaceRecord("faces/y", photo)
+    mix = data.parse_style_mix("doodle=0.75, edges=0.25")
+    assert mix == {"doodle": 0.75, "edges": 0.25}
+    dataset = SketchPhotoDataset([cufs, other], artist_weight=0.9, style_mix=mix)  # the mix wins over artist_weight
+    rng = np.random.default_rng(0)
+    for record in (cufs, other):
+        drawn = [dataset.style_for(record, rng) for _ in range(2000)]
+        assert set(drawn) == {"doodle", "edges"}
+        assert 0.71 < drawn.count("doodle") / len(drawn) < 0.79
+    # The artist sketch joins only where a record has one.
+    with_artist = SketchPhotoDataset([cufs, other], style_mix=data.parse_style_mix("artist=1,pencil=1"))
+    assert {with_artist.style_for(cufs, rng) for _ in range(200)} == {"artist", "pencil"}
+    assert {with_artist.style_for(other, rng) for _ in range(200)} == {"pencil"}
+    item = dataset[1]  # drawn through the real pair maker
+    assert item["sketch"].shape[-2:] == item["photo"].shape[-2:]
+
+
+@pytest.mark.parametrize("text, message", [("doodle=0.5,crayon=0.5", "unknown style 'crayon'"),
+                                           ("doodle=lots", "is not a number"),
+                                           ("doodle=-1,edges=1", "must be at least 0"),
+                                           ("artist=1", "at least one drawn style"),
+                                           ("", "at least one drawn style")])
+def test_a_bad_style_mix_says_what_is_wrong(text, message):
+    with pytest.raises(ValueError, match=message):
+        data.parse_style_mix(text)
+
+
 class CountingDetector:
     """Stands in for dlib's LandmarkDetector: the synthetic layout, shifted by the image's mean so
     that different photos get different points, and a count of the calls."""

@@ -64,6 +64,9 @@ class TrainConfig:
     with_landmarks: bool = True
     artist_weight: float = data.CUFS_STYLE_WEIGHTS["artist"]  # how often a CUFS pair keeps its artist sketch
     cufs_repeats: int = 1  # CUFS pairs per epoch, relative to the other photos
+    # "doodle=0.7,edges=0.3": only these styles, for every photo (data.parse_style_mix), in place of
+    # the default mixes and artist_weight. A generator for one kind of drawing (the pipeline routes).
+    style_mix: str | None = None
     # A file of artist-style sketches of the non-CUFS training photos (artist_sketches.py), and how
     # often such a photo is shown as its sketch: more people in the benchmark's style than CUFS's 88.
     artist_sketches: str | None = None

@@ -257,6 +257,28 @@ PHOTO_STYLE_WEIGHTS = {"doodle": 0.4, "edges": 0.2, "xdog": 0.2, "pencil": 0.2}
 LEARNED_ARTIST = "learned_artist"  # the style of a record's learned_sketch
 
 
+def parse_style_mix(text: str) -> dict[str, float]:
+    """``"doodle=0.7,edges=0.3"`` -> {"doodle": 0.7, "edges": 0.3}: the styles a training run draws,
+    and how often (relative weights). ``artist`` is a CUFS pair's own sketch."""
+    known = sorted(CUFS_STYLE_WEIGHTS)
+    mix = {}
+    for part in (piece.strip() for piece in text.split(",") if piece.strip()):
+        name, equals, weight = part.partition("=")
+        name = name.strip()
+        if name not in CUFS_STYLE_WEIGHTS:
+            raise ValueError(f"style mix {text!r}: unknown style {name!r}; choose from {known}")
+        try:
+            mix[name] = float(weight) if equals else 1.0
+        except ValueError:
+            raise ValueError(f"style mix {text!r}: {weight!r} is not a number (write style=weight)") from None
+        if not mix[name] >= 0.0:
+            raise ValueError(f"style mix {text!r}: the weight of {name!r} must be at least 0")
+    if not any(weight > 0 for name, weight in mix.items() if name != "artist"):
+        raise ValueError(f"style mix {text!r}: give at least one drawn style ({sorted(PHOTO_STYLE_WEIGHTS)}) a weight above 0, "
+                         "or photos without an artist sketch would have nothing to draw")
+    return mix
+
+
 FACE_MARGIN_PX = 6  # skin just outside the landmarks: dlib's identity crop sees it too (canvas pixels)
 
 
@@ -347,14 +369,17 @@ class SketchPhotoDataset(Dataset):
 
     def __init__(self, records: list[FaceRecord], seed: int = 0, augment: bool = True,
                  artist_weight: float | None = None, cufs_repeats: int = 1, output_scale: int = 1,
-                 identity_on_doodles: bool = True, l1_on_doodles: bool = True, learned_sketch_weight: float = 0.0):
+                 identity_on_doodles: bool = True, l1_on_doodles: bool = True, learned_sketch_weight: float = 0.0,
+                 style_mix: dict[str, float] | None = None):
         """artist_weight: how often a CUFS item keeps its artist sketch (default CUFS_STYLE_WEIGHTS);
         cufs_repeats: how many times each CUFS item appears per epoch (the benchmark's style);
         output_scale: photos at this many times the canvas size (the generator's output);
         identity_on_doodles: False leaves mouse doodles out of G_identity (``identity_mask``);
         l1_on_doodles: False leaves them out of the pixel terms G_L1 and G_L1_face (``pixel_mask``);
         every item also says whether it is a mouse doodle (``doodle_mask``, for G_teacher);
-        learned_sketch_weight: how often a photo with a learned_sketch is shown as that sketch."""
+        learned_sketch_weight: how often a photo with a learned_sketch is shown as that sketch;
+        style_mix: only these styles, for every record ({style: weight}, :func:`parse_style_mix`),
+        in place of the default mixes and artist_weight: a generator for one kind of drawing."""
         if not records:
             raise ValueError("no training records: is the data folder right?")
         if cufs_repeats < 1:
@@ -375,8 +400,12 @@ class SketchPhotoDataset(Dataset):
                                  for name, weight in CUFS_STYLE_WEIGHTS.items()}
         if not 0.0 <= learned_sketch_weight <= 1.0:
             raise ValueError("learned_sketch_weight must be in [0, 1]")
+        self.photo_weights = dict(PHOTO_STYLE_WEIGHTS)
+        if style_mix is not None:
+            self.cufs_weights = {name: weight for name, weight in style_mix.items() if weight > 0}
+            self.photo_weights = {name: weight for name, weight in self.cufs_weights.items() if name != "artist"}
         self.learned_weights = {LEARNED_ARTIST: learned_sketch_weight,
-                                **{name: weight * (1.0 - learned_sketch_weight) for name, weight in PHOTO_STYLE_WEIGHTS.items()}}
+                                **{name: weight * (1.0 - learned_sketch_weight) for name, weight in self.photo_weights.items()}}
         self._calls = 0
 
     def __len__(self) -> int:
@@ -386,7 +415,7 @@ class SketchPhotoDataset(Dataset):
         if record.sketch is not None:
             weights = self.cufs_weights
         else:
-            weights = self.learned_weights if record.learned_sketch is not None else PHOTO_STYLE_WEIGHTS
+            weights = self.learned_weights if record.learned_sketch is not None else self.photo_weights
         names = list(weights)
         probabilities = np.array([weights[name] for name in names])
         return str(rng.choice(names, p=probabilities / probabilities.sum()))

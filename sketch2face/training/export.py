@@ -211,9 +211,11 @@ def describe_stages(stages: list[dict]) -> list[str]:
         else:
             start = f"fine-tuned from {before}"
         lines += [
-            f"- Stage {number}, {start}: {stage['steps']} steps of batch {config['batch_size']}{took}; CUFS pairs keep",
-            f"  their artist sketch {config.get('artist_weight', CUFS_STYLE_WEIGHTS['artist']):.0%} of the time and appear "
-            f"{config.get('cufs_repeats', 1)}x per epoch"
+            f"- Stage {number}, {start}: {stage['steps']} steps of batch {config['batch_size']}{took}; "
+            + (f"every photo drawn only as {config['style_mix']}; CUFS pairs appear " if config.get("style_mix") else
+               f"CUFS pairs keep their artist sketch {config.get('artist_weight', CUFS_STYLE_WEIGHTS['artist']):.0%} "
+               "of the time and appear ")
+            + f"{config.get('cufs_repeats', 1)}x per epoch"
             + (f"; extra inner-face L1, weight {config['lambda_face']:g}" if config.get("lambda_face") else "")
             + ("; decoder frozen" if config.get("freeze_decoder") else "")
             + (f"; doodle faces held to its start's by an L1 (G_teacher), weight {config['lambda_teacher']:g}"

@@ -389,14 +389,16 @@ def train(config: TrainConfig, out_dir: Path, data_root: Path | None = None, res
     out_dir.mkdir(parents=True, exist_ok=True)
     log_path = out_dir / "log.jsonl"
 
-    trainer = Pix2PixTrainer(config, accelerator, perceptual_features, identity_embedder)  # before the data: fails fast
+    style_mix = data.parse_style_mix(config.style_mix) if config.style_mix else None  # before the data: fails fast
+    trainer = Pix2PixTrainer(config, accelerator, perceptual_features, identity_embedder)
     records = data.build_training_records(data_root, limit=config.record_limit, with_landmarks=config.with_landmarks,
                                           output_scale=config.output_scale, cufs_validation_every=config.cufs_validation_every,
                                           landmarks_file=landmarks_file, learned_sketches=learned_sketches(config))
     dataset = data.SketchPhotoDataset(records, seed=config.seed, artist_weight=config.artist_weight,
                                       learned_sketch_weight=config.learned_sketch_weight,  # only photos with a learned sketch
                                       cufs_repeats=config.cufs_repeats, output_scale=config.output_scale,
-                                      identity_on_doodles=config.identity_on_doodles, l1_on_doodles=config.l1_on_doodles)
+                                      identity_on_doodles=config.identity_on_doodles, l1_on_doodles=config.l1_on_doodles,
+                                      style_mix=style_mix)
     loader = DataLoader(dataset, batch_size=config.batch_size, shuffle=True, drop_last=True, num_workers=workers,
                         persistent_workers=workers > 0)
     loader = accelerator.prepare(loader)
