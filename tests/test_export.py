@@ -183,7 +183,7 @@ def test_an_exported_folders_card_is_rendered_again_from_the_folder_alone(tmp_pa
     assert run_cli(main, ["--refresh-card", str(folder), "--metrics", str(metrics)], capsys).returncode == 0
     card = (folder / "README.md").read_text()
     assert "| 0.660 | 16.70 | 1660.0 | 48% | 73% |" in card
-    assert "Stage 1, from scratch: 10 steps of batch 8" in card
+    assert "Stage 1, from scratch: 10 steps of batch 8" in card and "artist sketch 40% of the time" in card
     assert "`upscaler/`: a separate x2 super-resolution network" in card and "512x640 after the upscaler" in card
     assert "shifted copies" not in card  # these metrics do not say they were shift-averaged
 
@@ -195,6 +195,13 @@ def test_an_exported_folders_card_is_rendered_again_from_the_folder_alone(tmp_pa
     (folder / "shaded_sketches").mkdir()
     assert run_cli(main, ["--refresh-card", str(folder), "--metrics", str(metrics)], capsys).returncode == 0
     assert "`shaded_sketches/`: a second generator of the same shape" in (folder / "README.md").read_text()
+
+    # A stage that drew only some styles says so, and its command reproduces the mix.
+    (folder / STAGES_FILE).write_text(json.dumps([{**stage, "config": {**stage["config"], "style_mix": "doodle=0.7,edges=0.3"}}]))
+    assert run_cli(main, ["--refresh-card", str(folder)], capsys).returncode == 0
+    card = (folder / "README.md").read_text()
+    assert "every photo drawn only as doodle=0.7,edges=0.3; CUFS pairs appear 1x per epoch" in card
+    assert "--style-mix doodle=0.7,edges=0.3" in card and "artist sketch 40%" not in card
 
     (folder / STAGES_FILE).unlink()
     result = run_cli(main, ["--refresh-card", str(folder)], capsys)
