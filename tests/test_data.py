@@ -289,7 +289,8 @@ def test_a_style_mix_draws_only_its_styles_for_every_record():
 
 @pytest.mark.parametrize("text, message", [("doodle=0.5,crayon=0.5", "unknown style 'crayon'"),
                                            ("doodle=lots", "is not a number"),
-                                           ("doodle=-1,edges=1", "must be at least 0"),
+                                           ("doodle=-1,edges=1", "must be a finite number, at least 0"),
+                                           ("doodle=inf", "must be a finite number"),
                                            ("artist=1", "at least one drawn style"),
                                            ("", "at least one drawn style")])
 def test_a_bad_style_mix_says_what_is_wrong(text, message):

@@ -203,6 +203,18 @@ def test_train_cli_quick_runs_saves_and_resumes(tmp_path, tiny_data_root, capsys
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["steps"] == 4
 
 
+def test_train_cli_takes_a_style_mix_and_refuses_a_bad_one_in_one_line(tmp_path, tiny_data_root, capsys):  # noqa: F811
+    command = ["--quick", "--out", str(tmp_path / "run"), "--data-root", str(tiny_data_root), "--with-landmarks", "false",
+               *NO_LOSS_NETWORKS, "--style-mix", "edges=1"]
+    result = run_cli(main, command, capsys)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert json.loads((tmp_path / "run" / "train_config.json").read_text())["style_mix"] == "edges=1"
+
+    bad = run_cli(main, command[:-1] + ["doodles=1"] + ["--out", str(tmp_path / "bad")], capsys)
+    assert bad.returncode == 1 and "--style-mix: style mix 'doodles=1': unknown style 'doodles'" in bad.stderr
+    assert "Traceback" not in bad.stderr and not (tmp_path / "bad").exists()
+
+
 def test_train_cli_fine_tunes_from_another_run(tmp_path, tiny_data_root, capsys):  # noqa: F811
     base = ["--quick", "--data-root", str(tiny_data_root),
             "--with-landmarks", "false", *NO_LOSS_NETWORKS]

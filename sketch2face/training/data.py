@@ -271,8 +271,8 @@ def parse_style_mix(text: str) -> dict[str, float]:
             mix[name] = float(weight) if equals else 1.0
         except ValueError:
             raise ValueError(f"style mix {text!r}: {weight!r} is not a number (write style=weight)") from None
-        if not mix[name] >= 0.0:
-            raise ValueError(f"style mix {text!r}: the weight of {name!r} must be at least 0")
+        if not 0.0 <= mix[name] < float("inf"):
+            raise ValueError(f"style mix {text!r}: the weight of {name!r} must be a finite number, at least 0")
     if not any(weight > 0 for name, weight in mix.items() if name != "artist"):
         raise ValueError(f"style mix {text!r}: give at least one drawn style ({sorted(PHOTO_STYLE_WEIGHTS)}) a weight above 0, "
                          "or photos without an artist sketch would have nothing to draw")

@@ -568,6 +568,11 @@ def main(argv: list[str] | None = None) -> None:
         value = getattr(args, field.name)
         if value is not None:
             setattr(config, field.name, value)
+    if config.style_mix:
+        try:
+            data.parse_style_mix(config.style_mix)
+        except ValueError as error:
+            raise SystemExit(f"--style-mix: {error}") from None
     summary = train(config, args.out, args.data_root, resume=args.resume, device=args.device,
                     max_minutes=args.max_minutes, init_from=args.init_from, landmarks_file=args.landmarks_file,
                     workers=args.workers)
