@@ -375,6 +375,10 @@ def train(config: TrainConfig, out_dir: Path, data_root: Path | None = None, res
     the slow part once a GPU does the rest)."""
     if workers < 0:
         raise SystemExit(f"--workers {workers}: give 0 (the main process) or more loader processes")
+    try:
+        style_mix = data.parse_style_mix(config.style_mix) if config.style_mix else None
+    except ValueError as error:
+        raise SystemExit(f"--style-mix: {error}") from None
     checkpoint_path = out_dir / "checkpoint.pt"
     resuming = resume and checkpoint_path.exists()
     if config.lambda_teacher > 0 and init_from is None:
@@ -389,8 +393,7 @@ def train(config: TrainConfig, out_dir: Path, data_root: Path | None = None, res
     out_dir.mkdir(parents=True, exist_ok=True)
     log_path = out_dir / "log.jsonl"
 
-    style_mix = data.parse_style_mix(config.style_mix) if config.style_mix else None  # before the data: fails fast
-    trainer = Pix2PixTrainer(config, accelerator, perceptual_features, identity_embedder)
+    trainer = Pix2PixTrainer(config, accelerator, perceptual_features, identity_embedder)  # before the data: fails fast
     records = data.build_training_records(data_root, limit=config.record_limit, with_landmarks=config.with_landmarks,
                                           output_scale=config.output_scale, cufs_validation_every=config.cufs_validation_every,
                                           landmarks_file=landmarks_file, learned_sketches=learned_sketches(config))
@@ -568,11 +571,6 @@ def main(argv: list[str] | None = None) -> None:
         value = getattr(args, field.name)
         if value is not None:
             setattr(config, field.name, value)
-    if config.style_mix:
-        try:
-            data.parse_style_mix(config.style_mix)
-        except ValueError as error:
-            raise SystemExit(f"--style-mix: {error}") from None
     summary = train(config, args.out, args.data_root, resume=args.resume, device=args.device,
                     max_minutes=args.max_minutes, init_from=args.init_from, landmarks_file=args.landmarks_file,
                     workers=args.workers)
