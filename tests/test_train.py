@@ -18,6 +18,7 @@ from sketch2face.training.train import (
     budgeted_progress,
     config_flag_types,
     face_l1,
+    layout_l1,
     main,
     parse_args,
     pixel_l1,
@@ -29,7 +30,8 @@ from .small_networks import SmallFaceEmbedder, SmallFeatureNetwork
 from .test_data import tiny_data_root  # noqa: F401  (fixture)
 from .test_styles import synthetic_face
 
-TERMS = {"G_GAN", "G_L1", "G_feat", "G_perceptual", "G_identity", "G_L1_face", "G_teacher", "G_shift", "D_real", "D_fake"}
+TERMS = {"G_GAN", "G_L1", "G_feat", "G_perceptual", "G_identity", "G_L1_face", "G_teacher", "G_shift", "G_L1_layout",
+         "D_real", "D_fake"}
 PIX2PIX = dict(PRE_V2_DEFAULTS)  # the stage 1-7 objective and networks, without the frozen loss networks
 NO_LOSS_NETWORKS = ["--lambda-perceptual", "0", "--lambda-identity", "0"]  # the CLI runs below need no ported weights
 
@@ -682,3 +684,58 @@ def test_train_cli_logs_the_shift_term_and_the_card_names_it(tmp_path, tiny_data
     from sketch2face.training.export import export
     card = (export(tmp_path / "run" / "checkpoint.pt", tmp_path / "card") / "README.md").read_text()
     assert "moved a few pixels (G_shift), weight 50" in card
+
+
+def test_layout_term_compares_block_means_and_counts_only_doodles():
+    photo = torch.zeros(2, 3, 16, 16)
+    photo[:, :, 4:6] = 1.0  # a bright band two pixels high
+    moved = torch.roll(photo, 2, dims=2)  # the band warped two pixels down, still inside its 8x8 block
+    elsewhere = torch.roll(photo, 8, dims=2)  # the band in another block: the layout is wrong
+    doodles = torch.tensor([True, True])
+    assert layout_l1(moved, photo, doodles, 8).item() == 0.0
+    assert layout_l1(moved, photo, doodles, 1).item() == pytest.approx(pixel_l1(moved, photo, None).item())
+    assert layout_l1(elsewhere, photo, doodles, 8).item() > 0.0
+    # Divided by the whole batch, as G_L1 is; no doodle, no term.
+    first = layout_l1(elsewhere, photo, torch.tensor([True, False]), 8).item()
+    assert first == pytest.approx(layout_l1(elsewhere, photo, doodles, 8).item() / 2)
+    assert layout_l1(elsewhere, photo, torch.tensor([False, False]), 8).item() == 0.0
+    assert layout_l1(elsewhere, photo, None, 8).item() == 0.0
+    # A size the blocks do not divide keeps its last partial block.
+    assert layout_l1(elsewhere[..., :13, :13], photo[..., :13, :13], doodles, 8).item() > 0.0
+
+
+def test_layout_term_replaces_the_pixel_terms_on_doodles_and_real_steps_lower_it():
+    with pytest.raises(SystemExit, match="add --l1-on-doodles false"):
+        v2_trainer(upsample="transposed", output_scale=1, lambda_layout=100.0)
+    with pytest.raises(SystemExit, match="--layout-pool 0"):
+        v2_trainer(upsample="transposed", output_scale=1, lambda_layout=100.0, l1_on_doodles=False, layout_pool=0)
+    config = dict(ngf=8, ndf=8, num_downs=5, batch_size=2, lr=2e-3, **PIX2PIX)
+    torch.manual_seed(0)
+    trainer = Pix2PixTrainer(TrainConfig(**config, l1_on_doodles=False, lambda_layout=100.0), Accelerator(cpu=True))
+    sketch, photo = face_batch()
+    doodles, pixels = torch.tensor([True, True]), torch.tensor([False, False])  # as the dataset marks doodles
+    losses = [trainer.train_step(sketch, photo, None, None, None, pixels, doodles) for _ in range(25)]
+    assert all(entry["G_L1"] == 0.0 for entry in losses)
+    first = np.mean([entry["G_L1_layout"] for entry in losses[:3]])
+    last = np.mean([entry["G_L1_layout"] for entry in losses[-3:]])
+    assert first > 0 and last < 0.7 * first, (first, last)
+    # Off by default, and zero for a batch with no doodles.
+    assert v2_trainer(upsample="transposed", output_scale=1).train_step(sketch, photo)["G_L1_layout"] == 0.0
+    assert trainer.train_step(sketch, photo, None, None, None, None, torch.tensor([False, False]))["G_L1_layout"] == 0.0
+
+
+def test_train_cli_logs_the_layout_term_and_the_card_names_it(tmp_path, tiny_data_root, capsys):  # noqa: F811
+    command = ["--quick", "--data-root", str(tiny_data_root), "--with-landmarks", "false", *NO_LOSS_NETWORKS,
+               "--out", str(tmp_path / "run"), "--style-mix", "doodle=1", "--l1-on-doodles", "false",
+               "--lambda-layout", "100", "--layout-pool", "4"]
+    result = run_cli(main, command, capsys)
+    assert result.returncode == 0, result.stderr[-2000:]
+    logged = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert logged and all(entry["G_L1_layout"] > 0 and entry["G_L1"] == 0 for entry in logged)
+    from sketch2face.training.export import export
+    card = (export(tmp_path / "run" / "checkpoint.pt", tmp_path / "card") / "README.md").read_text()
+    assert "held to the photo's 4x4 block means (G_L1_layout), weight 100" in card
+    assert "--lambda-layout 100" in card and "--layout-pool 4" in card
+    refused = run_cli(main, command[:-6] + ["--out", str(tmp_path / "refused"), "--lambda-layout", "100"], capsys)
+    assert refused.returncode != 0 and "add --l1-on-doodles false" in refused.stderr
+    assert "Traceback" not in refused.stderr

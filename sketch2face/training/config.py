@@ -57,6 +57,12 @@ class TrainConfig:
     # False: the pixel terms (G_L1, G_L1_face) skip mouse doodles. Their lines are warped against the
     # photo, so a pixel loss there asks for the average of every face the lines could mean: a blur.
     l1_on_doodles: bool = True
+    # > 0: G_L1_layout, the L1 on mouse doodles between the face and the photo averaged over
+    # layout_pool x layout_pool blocks. Lines warped 2-10 px still agree with the photo at that scale:
+    # it holds where the face, hair and background are and their colours, not the exact features.
+    # Needs l1_on_doodles False (it replaces the pixel terms there).
+    lambda_layout: float = 0.0
+    layout_pool: int = 8
     discriminator_warmup_steps: int = 0  # D updates alone before G's first, for a fine-tune whose D starts afresh
     lambda_face: float = 0.0  # extra L1 on the inner face (landmark hull); 0 = plain pix2pix
     seed: int = 0

@@ -11,7 +11,7 @@ named terms, each weighted in TrainConfig and logged at every step (objectives.p
 
     G = lambda_gan * G_GAN + lambda_l1 * G_L1 + lambda_feat * G_feat
         + lambda_perceptual * G_perceptual + lambda_identity * G_identity (+ lambda_face * G_L1_face)
-        (+ lambda_teacher * G_teacher) (+ lambda_shift * G_shift)
+        (+ lambda_teacher * G_teacher) (+ lambda_shift * G_shift) (+ lambda_layout * G_L1_layout)
     D = 0.5 * (D_real + D_fake)
 
 G_feat matches the discriminator's features of the generated and the true photo; G_perceptual
@@ -19,7 +19,9 @@ compares darknet-tiny's features (sketch2face.training.darknet); G_identity is 1
 SFace embeddings (sketch2face.training.sface) of the generated and the true photo, aligned by the
 five face points that each training sample carries; G_L1_face is an extra L1 on the inner face;
 G_teacher is an L1 toward the --init-from generator's own output, on mouse doodles only;
-G_shift is an L1 between the face and the face of the sketch moved by a few pixels and moved back.
+G_shift is an L1 between the face and the face of the sketch moved by a few pixels and moved back;
+G_L1_layout is an L1 on mouse doodles between 8x8 block means (--layout-pool), where lines warped
+against the photo still agree with it.
 ``--l1-on-doodles false`` leaves mouse doodles out of both pixel terms, ``--identity-on-doodles
 false`` out of G_identity. ``--balance-output-phases true`` keeps the image-painting transposed
 kernel phase-balanced (training/upsampling.py), a constraint rather than a term.
@@ -96,6 +98,15 @@ def pixel_l1(fake: torch.Tensor, photo: torch.Tensor, pixel_mask: torch.Tensor |
     return (per_sample * pixel_mask.to(per_sample.dtype)).sum() / fake.shape[0]
 
 
+def layout_l1(fake: torch.Tensor, photo: torch.Tensor, doodle_mask: torch.Tensor | None, pool: int) -> torch.Tensor:
+    """Mean absolute error between ``pool`` x ``pool`` block means, over the samples in
+    ``doodle_mask`` (N,) only, divided by the whole batch as :func:`pixel_l1` is; 0 without doodles."""
+    if doodle_mask is None or not doodle_mask.any():
+        return fake.new_zeros(())
+    coarse_fake, coarse_photo = (F.avg_pool2d(image[doodle_mask], pool, ceil_mode=True) for image in (fake, photo))
+    return (coarse_fake - coarse_photo).abs().flatten(1).mean(1).sum() / fake.shape[0]
+
+
 def face_l1(fake: torch.Tensor, photo: torch.Tensor, face_mask: torch.Tensor | None,
             pixel_mask: torch.Tensor | None = None) -> torch.Tensor:
     """Mean absolute error over the masked (inner face) pixels only, of the samples in
@@ -120,6 +131,10 @@ class Pix2PixTrainer:
                  identity_embedder: objectives.IdentityEmbedder | None = None):
         if config.gan_mode not in objectives.GAN_MODES:
             raise SystemExit(f"--gan-mode {config.gan_mode}: choose one of {', '.join(objectives.GAN_MODES)}")
+        if config.lambda_layout > 0 and config.l1_on_doodles:
+            raise SystemExit("--lambda-layout replaces the pixel terms on doodles: add --l1-on-doodles false")
+        if config.layout_pool < 1:
+            raise SystemExit(f"--layout-pool {config.layout_pool}: give a block size of 1 pixel or more")
         self.config = config
         self.accelerator = accelerator
         try:
@@ -166,7 +181,7 @@ class Pix2PixTrainer:
         """One D update, then one G update. ``photo`` (and ``face_mask``) are at the generator's
         output size; ``five_points`` (N, 5, 2) are in the photo's pixels, used where ``identity_mask``;
         the pixel terms G_L1 and G_L1_face count the samples in ``pixel_mask`` (N,), all when None;
-        G_teacher counts those in ``doodle_mask`` (N,), none when None.
+        G_teacher and G_L1_layout count those in ``doodle_mask`` (N,), none when None.
         Returns every weighted term by name."""
         config = self.config
         sketch = sketch.contiguous(memory_format=self.memory_format)
@@ -179,7 +194,8 @@ class Pix2PixTrainer:
         real_features, loss_d_real, loss_d_fake = self._update_discriminator(sketch, photo, fake.detach())
 
         # Generator: fool D, look like the true photo to D's features, to an ImageNet network and to
-        # a face recogniser, and stay close to it in L1, optionally the inner face above all.
+        # a face recogniser, and stay close to it in L1, optionally the inner face above all (and,
+        # for doodles, whose lines are warped against the photo, only in its coarse layout).
         self.optimizer_g.zero_grad(set_to_none=True)
         fake_features = self.discriminator(sketch, fake)
         zero = fake.new_zeros(())
@@ -194,6 +210,8 @@ class Pix2PixTrainer:
                             if self.perceptual_features is not None else zero,
             "G_identity": zero,
             "G_L1_face": config.lambda_face * face_l1(fake, photo, face_mask, pixel_mask),
+            "G_L1_layout": config.lambda_layout * layout_l1(fake, photo, doodle_mask, config.layout_pool)
+                           if config.lambda_layout > 0 else zero,
             "G_teacher": config.lambda_teacher * self._teacher_l1(sketch, fake, doodle_mask)
                          if self.teacher is not None else zero,
             "G_shift": config.lambda_shift * self._shift_l1(sketch, fake, dropout_state)
