@@ -58,9 +58,9 @@ class TrainConfig:
     # photo, so a pixel loss there asks for the average of every face the lines could mean: a blur.
     l1_on_doodles: bool = True
     # > 0: G_L1_layout, the L1 on mouse doodles between the face and the photo averaged over
-    # layout_pool x layout_pool blocks. Lines warped 2-10 px still agree with the photo at that scale:
-    # it holds where the face, hair and background are and their colours, not the exact features.
-    # Needs l1_on_doodles False (it replaces the pixel terms there).
+    # layout_pool x layout_pool blocks, in place of the pixel terms (needs l1_on_doodles False): lines
+    # warped 2-10 px still agree with the photo at that scale. Most of it is colouring a doodle does
+    # not say, so training hardly lowers it (run N, docs/training.md).
     lambda_layout: float = 0.0
     layout_pool: int = 8
     discriminator_warmup_steps: int = 0  # D updates alone before G's first, for a fine-tune whose D starts afresh
