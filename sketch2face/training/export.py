@@ -222,7 +222,7 @@ def describe_stages(stages: list[dict]) -> list[str]:
                if config.get("lambda_teacher") else "")
             + (f"; faces held to those of the sketch moved a few pixels (G_shift), weight {config['lambda_shift']:g}"
                if config.get("lambda_shift") else "")
-            + (f"; doodles held to the photo's {config.get('layout_pool', 8)}x{config.get('layout_pool', 8)} block means "
+            + (f"; doodles held to the photo's {config['layout_pool']}x{config['layout_pool']} block means "
                f"(G_L1_layout), weight {config['lambda_layout']:g}, in place of the pixel terms"
                if config.get("lambda_layout") else "")
             + f". `{train_command(stage)}`",

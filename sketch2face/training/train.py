@@ -99,12 +99,11 @@ def pixel_l1(fake: torch.Tensor, photo: torch.Tensor, pixel_mask: torch.Tensor |
 
 
 def layout_l1(fake: torch.Tensor, photo: torch.Tensor, doodle_mask: torch.Tensor | None, pool: int) -> torch.Tensor:
-    """Mean absolute error between ``pool`` x ``pool`` block means, over the samples in
-    ``doodle_mask`` (N,) only, divided by the whole batch as :func:`pixel_l1` is; 0 without doodles."""
+    """:func:`pixel_l1` between ``pool`` x ``pool`` block means, over the samples in ``doodle_mask``
+    (N,) only; 0 without doodles."""
     if doodle_mask is None or not doodle_mask.any():
         return fake.new_zeros(())
-    coarse_fake, coarse_photo = (F.avg_pool2d(image[doodle_mask], pool, ceil_mode=True) for image in (fake, photo))
-    return (coarse_fake - coarse_photo).abs().flatten(1).mean(1).sum() / fake.shape[0]
+    return pixel_l1(F.avg_pool2d(fake, pool, ceil_mode=True), F.avg_pool2d(photo, pool, ceil_mode=True), doodle_mask)
 
 
 def face_l1(fake: torch.Tensor, photo: torch.Tensor, face_mask: torch.Tensor | None,
