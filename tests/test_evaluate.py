@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from sketch2face.training.evaluate import (INNER_FACE_BOX, grid, identification, identity_by_group, image_metrics, inner_face, main,
-                                          paired_identity, photo_likeness, sign_test_p)
+                                          mean_over_draws, paired_identity, photo_likeness, sign_test_p, train_doodle_draws,
+                                          train_doodles)
 from sketch2face.training.export import group_limits
 from sketch2face.networks import UNetGenerator
 
@@ -132,6 +133,39 @@ def test_select_compares_candidates_on_cufs_train_without_reading_test(tmp_path,
             "| doodle canvas-edge step |") in finished.stdout
     assert "kept out of a validation run" not in finished.stdout
     assert not (out / "metrics.json").exists()
+
+
+def test_select_judges_doodles_as_the_mean_over_several_draws(tmp_path, tiny_data_root, capsys):  # noqa: F811
+    UNetGenerator(ngf=4, num_downs=6).save_pretrained(tmp_path / "a")
+    out = tmp_path / "select"
+    command = ["--select", str(tmp_path / "a"), "--doodle-draws", "3", "--out", str(out), "--data-root", str(tiny_data_root)]
+    finished = run_cli(main, command, capsys)
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    result = json.loads((out / "selection.json").read_text())[str(tmp_path / "a")]
+    per_draw = result["doodle_draws"]
+    assert len(per_draw) == 3
+    grids = [figures["doodle_checkerboard_peaks"] for figures in per_draw]
+    assert len(set(grids)) == 3  # three different draws, not one draw three times
+    assert result["doodle_checkerboard_peaks"] == pytest.approx(np.mean(grids))
+    assert "means over 3 draws of the doodles" in finished.stdout
+    refused = run_cli(main, ["--select", str(tmp_path / "a"), "--doodle-draws", "0", "--data-root", str(tiny_data_root)], capsys)
+    assert refused.returncode == 2 and "--doodle-draws must be at least 1" in refused.stderr
+
+
+def test_doodle_draws_start_from_the_single_draw_every_earlier_rule_used(tiny_data_root):  # noqa: F811
+    draws = train_doodle_draws(tiny_data_root, 2)
+    assert all(np.array_equal(a, b) for a, b in zip(draws[0], train_doodles(tiny_data_root, 0)))
+    assert all(np.array_equal(a, b) for a, b in zip(draws[1], train_doodles(tiny_data_root, 1)))
+    assert not all(np.array_equal(a, b) for a, b in zip(draws[0], draws[1]))
+
+
+def test_mean_over_draws_is_none_where_a_draw_had_too_few_images():
+    per_draw = [{"doodle_kid_x1000": 500.0, "doodle_kid_inner_face_x1000": None, "doodle_checkerboard_peaks": 1.0,
+                 "doodle_seam_step": 2.0},
+                {"doodle_kid_x1000": 600.0, "doodle_kid_inner_face_x1000": 700.0, "doodle_checkerboard_peaks": 2.0,
+                 "doodle_seam_step": 1.0}]
+    assert mean_over_draws(per_draw) == {"doodle_kid_x1000": 550.0, "doodle_kid_inner_face_x1000": None,
+                                         "doodle_checkerboard_peaks": 1.5, "doodle_seam_step": 1.5}
 
 
 def test_inner_face_crops_the_same_face_box_at_any_canvas_scale():

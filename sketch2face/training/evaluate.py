@@ -339,7 +339,7 @@ def variant_name(path: str, averaged: bool, modes: tuple[bool, ...]) -> str:
 
 
 def select(model_paths: list[str], out_dir: Path, root: Path | None = None, validation_every: int = 0,
-           shift_average: tuple[bool, ...] = (True,)) -> dict[str, dict]:
+           shift_average: tuple[bool, ...] = (True,), doodle_draws: int = 1) -> dict[str, dict]:
     """Compare candidate generators on CUFS *train* only, so that choosing one never looks at test.
 
     They were trained on these pairs, so the figures flatter every candidate alike; what counts is
@@ -350,7 +350,11 @@ def select(model_paths: list[str], out_dir: Path, root: Path | None = None, vali
     (``doodle_checkerboard_peaks``: of the doodles, where fine-tunes grow the grid most).
     ``validation_every``: also report identity on the pairs a ``--cufs-validation-every`` run kept
     out (``validation``), still identified among all 88 photos.
+    ``doodle_draws``: the doodle figures are means over that many draws of the doodles (seeds 0, 1,
+    ...; each draw's figures in ``doodle_draws``), since one draw moves the seam step by up to 2x.
     """
+    if doodle_draws < 1:
+        raise ValueError(f"doodle_draws must be at least 1, not {doodle_draws}")
     root = root or data.default_data_root()
     embedder = FaceEmbedder()
     judge, train_photos, inner_photos = None, None, None
@@ -358,7 +362,7 @@ def select(model_paths: list[str], out_dir: Path, root: Path | None = None, vali
         judge = kid.MobileNetJudge()
     except (ImportError, FileNotFoundError, ValueError) as error:
         print(f"warning: KID skipped: {error}", file=sys.stderr)
-    doodles = train_doodles(root) if judge is not None else []  # only KID reads them
+    doodle_sets = train_doodle_draws(root, doodle_draws) if judge is not None else []  # only KID reads them
     results = {}
     for candidate, averaged in variants(model_paths, shift_average):
         model = Sketch2Face.from_pretrained(candidate, upscale=False, shift_average=averaged)
@@ -376,15 +380,10 @@ def select(model_paths: list[str], out_dir: Path, root: Path | None = None, vali
                 train_photos = judge.features([pair.photo for pair in pairs])
                 inner_photos = judge.features([inner_face(data.cufs_to_canvas(pair.photo)) for pair in pairs])
             results[candidate]["kid_x1000"] = _kid_row(train_photos, judge.features(fakes))["kid_x1000"]
-            normalised = [preprocess.normalise(sketch) for sketch in doodles]
-            doodle_canvases = [model.generate_canvas(sketch.canvas) for sketch in normalised]
-            results[candidate]["doodle_kid_x1000"] = _kid_row(train_photos, judge.features(doodle_canvases))["kid_x1000"]
-            results[candidate]["doodle_checkerboard_peaks"] = float(np.mean([checkerboard_peaks(canvas) for canvas in doodle_canvases]))
-            # What generate(full_size=False) returns, from the canvases already made.
-            results[candidate]["doodle_seam_step"] = mean_seam_step(
-                [preprocess.uncanvas(canvas, sketch) for canvas, sketch in zip(doodle_canvases, normalised)], normalised)
-            inner_fakes = judge.features([inner_face(canvas) for canvas in doodle_canvases])
-            results[candidate]["doodle_kid_inner_face_x1000"] = _kid_row(inner_photos, inner_fakes)["kid_x1000"]
+            per_draw = [doodle_figures(model, doodles, judge, train_photos, inner_photos) for doodles in doodle_sets]
+            results[candidate].update(mean_over_draws(per_draw))
+            if doodle_draws > 1:
+                results[candidate]["doodle_draws"] = per_draw
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "selection.json").write_text(json.dumps(results, indent=2))
     return results
@@ -410,10 +409,43 @@ def identity_subset(identity: dict, keep: list[bool]) -> dict:
 def train_doodles(root: Path, seed: int = 0) -> list[np.ndarray]:
     """Mouse doodles of the CUFS train photos (styles.doodle, on dlib's landmarks), one fixed draw
     each: how a candidate treats what people draw, measured on training data only."""
+    return train_doodle_draws(root, 1, first_seed=seed)[0]
+
+
+def train_doodle_draws(root: Path, draws: int, first_seed: int = 0) -> list[list[np.ndarray]]:
+    """:func:`train_doodles` for seeds ``first_seed`` .. ``first_seed + draws - 1``, the photos and
+    landmarks read once."""
     records = data.load_cufs("train", root)
     data.add_landmarks(records)
-    return [styles.make_sketch("doodle", record.photo, np.random.default_rng([seed, index]), record.landmarks)
-            for index, record in enumerate(records)]
+    return [[styles.make_sketch("doodle", record.photo, np.random.default_rng([seed, index]), record.landmarks)
+             for index, record in enumerate(records)]
+            for seed in range(first_seed, first_seed + draws)]
+
+
+DOODLE_FIGURES = ("doodle_kid_x1000", "doodle_kid_inner_face_x1000", "doodle_checkerboard_peaks", "doodle_seam_step")
+
+
+def doodle_figures(model: Sketch2Face, doodles: list[np.ndarray], judge, train_photos: np.ndarray,
+                   inner_photos: np.ndarray) -> dict[str, float | None]:
+    """One draw of doodles through ``model``: KID (whole canvas and inner face), grid and seam step."""
+    normalised = [preprocess.normalise(sketch) for sketch in doodles]
+    canvases = [model.generate_canvas(sketch.canvas) for sketch in normalised]
+    return {
+        "doodle_kid_x1000": _kid_row(train_photos, judge.features(canvases))["kid_x1000"],
+        "doodle_kid_inner_face_x1000": _kid_row(inner_photos, judge.features([inner_face(c) for c in canvases]))["kid_x1000"],
+        "doodle_checkerboard_peaks": float(np.mean([checkerboard_peaks(canvas) for canvas in canvases])),
+        # What generate(full_size=False) returns, from the canvases already made.
+        "doodle_seam_step": mean_seam_step([preprocess.uncanvas(c, s) for c, s in zip(canvases, normalised)], normalised),
+    }
+
+
+def mean_over_draws(per_draw: list[dict[str, float | None]]) -> dict[str, float | None]:
+    """Each doodle figure's mean over the draws; None where any draw has none (too few images)."""
+    means = {}
+    for key in DOODLE_FIGURES:
+        values = [figures[key] for figures in per_draw]
+        means[key] = None if not values or any(value is None for value in values) else float(np.mean(values))
+    return means
 
 
 def selection_table(results: dict[str, dict]) -> str:
@@ -429,6 +461,9 @@ def selection_table(results: dict[str, dict]) -> str:
                      f"| {result['ssim']:.3f} | {text(result.get('kid_x1000'))} | {text(result.get('doodle_kid_x1000'))} "
                      f"| {text(result.get('doodle_kid_inner_face_x1000'))} | {result['checkerboard_peaks']:.2f} "
                      f"| {text(result.get('doodle_checkerboard_peaks'), 2)} | {text(result.get('doodle_seam_step'), 1)} |")
+    draws = {len(result["doodle_draws"]) for result in results.values() if "doodle_draws" in result}
+    if draws:
+        lines += ["", f"The doodle columns are means over {max(draws)} draws of the doodles; each draw's figures are in selection.json."]
     validation = {name: result["validation"] for name, result in results.items() if "validation" in result}
     if validation:
         lines += ["", "| Candidate (CUFS train pairs kept out of a validation run) | faces | rank-1 | rank-5 | mean dist |",
@@ -722,6 +757,8 @@ def main(argv: list[str] | None = None) -> None:
                              "with --side-by-side, the examples through each model")
     parser.add_argument("--select", nargs="+", metavar="MODEL", default=None,
                         help="only compare these generators on CUFS train (for choosing one; test is not read)")
+    parser.add_argument("--doodle-draws", type=int, default=1, metavar="N",
+                        help="with --select: judge the doodles as the mean over N draws of them (default 1)")
     parser.add_argument("--validation-every", type=int, default=0, metavar="N",
                         help="with --select: also report the CUFS train pairs that `train --cufs-validation-every N` kept out")
     parser.add_argument("--side-by-side", nargs="+", metavar="MODEL", default=None,
@@ -754,7 +791,11 @@ def main(argv: list[str] | None = None) -> None:
         print(f"wrote {side_by_side(args.side_by_side, args.out / 'grid_side_by_side.png', args.data_root, args.examples_grid, shift_average=modes)}")
         return
     if args.select:
-        print(selection_table(select(args.select, args.out, args.data_root, args.validation_every, shift_average=modes)), end="")
+        if args.doodle_draws < 1:
+            parser.error(f"--doodle-draws must be at least 1, not {args.doodle_draws}")
+        results = select(args.select, args.out, args.data_root, args.validation_every, shift_average=modes,
+                         doodle_draws=args.doodle_draws)
+        print(selection_table(results), end="")
         print(f"wrote {args.out}/selection.json")
         return
     if args.examples_grid:
