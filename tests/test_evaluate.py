@@ -135,13 +135,17 @@ def test_select_compares_candidates_on_cufs_train_without_reading_test(tmp_path,
     assert not (out / "metrics.json").exists()
 
 
-def test_select_judges_doodles_as_the_mean_over_several_draws(tmp_path, tiny_data_root, capsys):  # noqa: F811
+def select_one_model(tmp_path, root, capsys, *options):
+    """``evaluate --select`` of one small random generator; the finished run and its selection.json entry."""
     UNetGenerator(ngf=4, num_downs=6).save_pretrained(tmp_path / "a")
     out = tmp_path / "select"
-    command = ["--select", str(tmp_path / "a"), "--doodle-draws", "3", "--out", str(out), "--data-root", str(tiny_data_root)]
-    finished = run_cli(main, command, capsys)
+    finished = run_cli(main, ["--select", str(tmp_path / "a"), *options, "--out", str(out), "--data-root", str(root)], capsys)
     assert finished.returncode == 0, finished.stderr[-2000:]
-    result = json.loads((out / "selection.json").read_text())[str(tmp_path / "a")]
+    return finished, json.loads((out / "selection.json").read_text())[str(tmp_path / "a")]
+
+
+def test_select_judges_doodles_as_the_mean_over_several_draws(tmp_path, tiny_data_root, capsys):  # noqa: F811
+    finished, result = select_one_model(tmp_path, tiny_data_root, capsys, "--doodle-draws", "3")
     per_draw = result["doodle_draws"]
     assert len(per_draw) == 3
     grids = [figures["doodle_checkerboard_peaks"] for figures in per_draw]
@@ -181,12 +185,7 @@ def test_inner_face_crops_the_same_face_box_at_any_canvas_scale():
 
 
 def test_select_reports_the_pairs_a_validation_run_kept_out(tmp_path, tiny_data_root, capsys):  # noqa: F811
-    UNetGenerator(ngf=4, num_downs=6).save_pretrained(tmp_path / "a")
-    out = tmp_path / "select"
-    command = ["--select", str(tmp_path / "a"), "--validation-every", "2", "--out", str(out), "--data-root", str(tiny_data_root)]
-    finished = run_cli(main, command, capsys)
-    assert finished.returncode == 0, finished.stderr[-2000:]
-    result = json.loads((out / "selection.json").read_text())[str(tmp_path / "a")]
+    finished, result = select_one_model(tmp_path, tiny_data_root, capsys, "--validation-every", "2")
     # The tiny root has two train pairs; with every 2nd kept out, the second is the validation face,
     # still named among both photos.
     assert len(result["distances"]) == 2 and result["mean_distance"] == pytest.approx(np.mean(result["distances"]), abs=1e-5)
