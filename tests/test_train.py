@@ -579,6 +579,25 @@ def test_frozen_decoder_keeps_its_weights_and_statistics_and_the_encoder_learns(
         v2_trainer(freeze_decoder=True)  # the default v2 generator paints at 2x through its refiner
 
 
+def test_frozen_encoder_keeps_its_weights_and_statistics_and_the_decoder_learns():
+    trainer = v2_trainer(upsample="transposed", output_scale=1, freeze_encoder=True)
+    sketch, photo = face_batch()
+    points, identity_mask = five_points_of_the_drawn_face(output_scale=1), torch.tensor([True, True])
+    before = {name: value.clone() for name, value in trainer.generator.state_dict().items()}
+    trainer.train_mode()
+    assert not trainer.generator.encoder.training and trainer.generator.decoder.training
+    for _ in range(5):
+        trainer.train_step(sketch, photo, None, points, identity_mask)
+    after = trainer.generator.state_dict()
+    frozen = [name for name in before if name.startswith("encoder.")]
+    assert frozen and any("running_mean" in name for name in frozen)
+    assert all(torch.equal(before[name], after[name]) for name in frozen)  # BatchNorm statistics too
+    assert any(not torch.equal(before[name], after[name]) for name in before if name.startswith("decoder."))
+    assert any(not torch.equal(before[name], after[name]) for name in before if name.startswith("to_image."))
+    with pytest.raises(SystemExit, match="nothing to train"):
+        v2_trainer(upsample="transposed", output_scale=1, freeze_encoder=True, freeze_decoder=True)
+
+
 def test_teacher_term_holds_doodles_to_the_starting_generator_and_skips_the_rest():
     trainer = v2_trainer(upsample="transposed", output_scale=1, freeze_decoder=True, lambda_teacher=20.0)
     sketch, photo = face_batch()

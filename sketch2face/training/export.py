@@ -218,6 +218,7 @@ def describe_stages(stages: list[dict]) -> list[str]:
             + f"{config.get('cufs_repeats', 1)}x per epoch"
             + (f"; extra inner-face L1, weight {config['lambda_face']:g}" if config.get("lambda_face") else "")
             + ("; decoder frozen" if config.get("freeze_decoder") else "")
+            + ("; encoder frozen" if config.get("freeze_encoder") else "")
             + (f"; doodle faces held to its start's by an L1 (G_teacher), weight {config['lambda_teacher']:g}"
                if config.get("lambda_teacher") else "")
             + (f"; faces held to those of the sketch moved a few pixels (G_shift), weight {config['lambda_shift']:g}"

@@ -149,11 +149,15 @@ class Pix2PixTrainer:
             except ValueError as error:
                 raise SystemExit(f"--balance-output-phases: {error}") from None
         betas = (config.beta1, 0.999)
+        if config.freeze_decoder and config.freeze_encoder:
+            raise SystemExit("--freeze-decoder and --freeze-encoder together would leave nothing to train")
         if config.freeze_decoder:
             if config.output_scale != 1:
                 raise SystemExit("--freeze-decoder: only for output_scale 1 (the refiner would train alone)")
             self.generator.decoder.requires_grad_(False)
             self.generator.to_image.requires_grad_(False)
+        if config.freeze_encoder:
+            self.generator.encoder.requires_grad_(False)
         trained = [parameter for parameter in self.generator.parameters() if parameter.requires_grad]
         self.optimizer_g = torch.optim.Adam(trained, lr=config.lr, betas=betas)
         self.optimizer_d = torch.optim.Adam(self.discriminator.parameters(), lr=config.lr, betas=betas)
@@ -347,14 +351,16 @@ class Pix2PixTrainer:
         self.teacher = teacher.eval().requires_grad_(False)
 
     def train_mode(self) -> None:
-        """Both networks in training mode, but a frozen decoder as it serves (eval: its BatchNorm
+        """Both networks in training mode, but a frozen half as it serves (eval: its BatchNorm
         statistics stay and its dropout is off)."""
         self.generator.train()
         self.discriminator.train()
+        generator = self.accelerator.unwrap_model(self.generator)
         if self.config.freeze_decoder:
-            generator = self.accelerator.unwrap_model(self.generator)
             generator.decoder.eval()
             generator.to_image.eval()
+        if self.config.freeze_encoder:
+            generator.encoder.eval()
 
     def _keep_constraints(self) -> None:
         """Project the generator back onto what the config asks of it (after a step or a load)."""
