@@ -561,39 +561,31 @@ def test_pix2pix_v1_switch_trains_the_shipped_architecture_and_objective(tmp_pat
     assert exported["upsample"] == "transposed" and exported["output_scale"] == 1
 
 
-def test_frozen_decoder_keeps_its_weights_and_statistics_and_the_encoder_learns():
-    trainer = v2_trainer(upsample="transposed", output_scale=1, freeze_decoder=True)
+@pytest.mark.parametrize(("option", "frozen_parts", "learning_parts"), [
+    ("freeze_decoder", ("decoder", "to_image"), ("encoder",)),
+    ("freeze_encoder", ("encoder",), ("decoder", "to_image")),
+])
+def test_a_frozen_half_keeps_its_weights_and_statistics_and_the_other_learns(option, frozen_parts, learning_parts):
+    trainer = v2_trainer(upsample="transposed", output_scale=1, **{option: True})
     sketch, photo = face_batch()
     points, identity_mask = five_points_of_the_drawn_face(output_scale=1), torch.tensor([True, True])
     before = {name: value.clone() for name, value in trainer.generator.state_dict().items()}
     trainer.train_mode()
-    assert not trainer.generator.decoder.training and trainer.generator.encoder.training
+    assert not any(getattr(trainer.generator, part).training for part in frozen_parts)  # as it serves
+    assert all(getattr(trainer.generator, part).training for part in learning_parts)
     losses = [trainer.train_step(sketch, photo, None, points, identity_mask) for _ in range(5)]
     after = trainer.generator.state_dict()
-    frozen = [name for name in before if name.startswith(("decoder.", "to_image."))]
+    frozen = [name for name in before if name.startswith(tuple(f"{part}." for part in frozen_parts))]
     assert frozen and any("running_mean" in name for name in frozen)
     assert all(torch.equal(before[name], after[name]) for name in frozen)  # BatchNorm statistics too
-    assert any(not torch.equal(before[name], after[name]) for name in before if name.startswith("encoder."))
+    for part in learning_parts:
+        assert any(not torch.equal(before[name], after[name]) for name in before if name.startswith(f"{part}."))
     assert np.isfinite([entry["G_L1"] for entry in losses]).all()
+
+
+def test_frozen_halves_refuse_what_would_not_train():
     with pytest.raises(SystemExit, match="output_scale 1"):
         v2_trainer(freeze_decoder=True)  # the default v2 generator paints at 2x through its refiner
-
-
-def test_frozen_encoder_keeps_its_weights_and_statistics_and_the_decoder_learns():
-    trainer = v2_trainer(upsample="transposed", output_scale=1, freeze_encoder=True)
-    sketch, photo = face_batch()
-    points, identity_mask = five_points_of_the_drawn_face(output_scale=1), torch.tensor([True, True])
-    before = {name: value.clone() for name, value in trainer.generator.state_dict().items()}
-    trainer.train_mode()
-    assert not trainer.generator.encoder.training and trainer.generator.decoder.training
-    for _ in range(5):
-        trainer.train_step(sketch, photo, None, points, identity_mask)
-    after = trainer.generator.state_dict()
-    frozen = [name for name in before if name.startswith("encoder.")]
-    assert frozen and any("running_mean" in name for name in frozen)
-    assert all(torch.equal(before[name], after[name]) for name in frozen)  # BatchNorm statistics too
-    assert any(not torch.equal(before[name], after[name]) for name in before if name.startswith("decoder."))
-    assert any(not torch.equal(before[name], after[name]) for name in before if name.startswith("to_image."))
     with pytest.raises(SystemExit, match="nothing to train"):
         v2_trainer(upsample="transposed", output_scale=1, freeze_encoder=True, freeze_decoder=True)
 
