@@ -48,7 +48,8 @@ class TrainConfig:
     # its grid; the encoder alone still grew it on doodles (docs/training.md, run E).
     freeze_decoder: bool = False
     # True: the mirror image, only the decoder and the image layer train, on features of an encoder
-    # kept as it is (a soup's, say), so the decoder learns to paint what that encoder says.
+    # kept as it is (a soup's, say), so the decoder learns to paint what that encoder says. Run H
+    # (docs/training.md): on soup C it painted the soup's stacked eyebrows more clearly, not once.
     freeze_encoder: bool = False
     identity_on_doodles: bool = True  # False: G_identity skips mouse doodles (data.SketchPhotoDataset)
     # > 0: G_teacher, an L1 toward the starting generator's output (--init-from, kept frozen) on
