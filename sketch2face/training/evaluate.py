@@ -422,9 +422,6 @@ def train_doodle_draws(root: Path, draws: int, first_seed: int = 0) -> list[list
             for seed in range(first_seed, first_seed + draws)]
 
 
-DOODLE_FIGURES = ("doodle_kid_x1000", "doodle_kid_inner_face_x1000", "doodle_checkerboard_peaks", "doodle_seam_step")
-
-
 def doodle_figures(model: Sketch2Face, doodles: list[np.ndarray], judge, train_photos: np.ndarray,
                    inner_photos: np.ndarray) -> dict[str, float | None]:
     """One draw of doodles through ``model``: KID (whole canvas and inner face), grid and seam step."""
@@ -440,11 +437,12 @@ def doodle_figures(model: Sketch2Face, doodles: list[np.ndarray], judge, train_p
 
 
 def mean_over_draws(per_draw: list[dict[str, float | None]]) -> dict[str, float | None]:
-    """Each doodle figure's mean over the draws; None where any draw has none (too few images)."""
+    """Each doodle figure's mean over the draws (:func:`doodle_figures`' dicts); None where any draw
+    has none (too few images)."""
     means = {}
-    for key in DOODLE_FIGURES:
+    for key in per_draw[0]:
         values = [figures[key] for figures in per_draw]
-        means[key] = None if not values or any(value is None for value in values) else float(np.mean(values))
+        means[key] = None if any(value is None for value in values) else float(np.mean(values))
     return means
 
 
