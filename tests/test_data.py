@@ -355,3 +355,42 @@ def test_loader_workers_draw_different_samples():
     sketches = [batch["sketch"] for batch in loader]
     assert len(sketches) == 4
     assert all(not torch.equal(sketches[i], sketches[j]) for i in range(4) for j in range(i + 1, 4))
+
+
+def test_a_bent_pair_moves_sketch_photo_and_points_together():
+    """warp_pair bends the face's shape, and the sketch, the photo and the landmarks stay one pair:
+    each of the five points still sits on its own colour in the photo and on ink in the sketch."""
+    photo = synthetic_face()
+    landmarks = landmarks_for(photo)
+    points = data.five_points(landmarks)
+    painted = _painted_points(photo, points)
+    sketch = np.ones(photo.shape[:2], np.float32)
+    for x, y in np.round(points).astype(int):
+        cv2.circle(sketch, (int(x), int(y)), 4, 0.0, -1)
+    record = FaceRecord("bent", painted, sketch=sketch, landmarks=landmarks)
+    moved = []
+    for seed in range(6):
+        bent = data.warp_pair(record, np.random.default_rng(seed), amplitude_px=8.0)
+        assert bent.photo.shape == painted.shape and bent.sketch.shape == sketch.shape
+        bent_points = data.five_points(bent.landmarks)
+        for index, (x, y) in enumerate(np.round(bent_points).astype(int)):
+            assert np.abs(bent.photo[y, x].astype(int) - FIVE_COLOURS[index]).max() < 60, (seed, index)
+            assert bent.sketch[y, x] < 0.3, (seed, index)
+        moved.append(np.abs(bent_points - points).max())
+        distances = lambda p: np.linalg.norm(p[:, None] - p[None], axis=2)  # noqa: E731
+        assert np.abs(distances(bent_points) - distances(points)).max() < 2 * 8.0 + 1e-6  # bent by at most 8 px each
+    assert max(moved) > 2.0  # the shape really changes
+
+
+def test_only_artist_pairs_are_bent():
+    """pair_warp_px changes an artist pair and leaves every synthetic style's sample as it was."""
+    photo = synthetic_face()
+    record = FaceRecord("face", photo, sketch=cv2.cvtColor(photo, cv2.COLOR_RGB2GRAY).astype(np.float32) / 255.0,
+                        landmarks=landmarks_for(photo))
+    for style, bent in (("artist", True), ("pencil", False), ("doodle", False)):
+        plain = data.make_training_pair(record, style, np.random.default_rng(3), augment=True)
+        warped = data.make_training_pair(record, style, np.random.default_rng(3), augment=True, pair_warp_px=8.0)
+        same = np.array_equal(plain.photo, warped.photo) and np.array_equal(plain.sketch, warped.sketch)
+        assert same != bent, style
+    with pytest.raises(ValueError, match="pair_warp_px"):
+        SketchPhotoDataset([record], pair_warp_px=-1.0)

@@ -81,6 +81,10 @@ class TrainConfig:
     # often such a photo is shown as its sketch: more people in the benchmark's style than CUFS's 88.
     artist_sketches: str | None = None
     learned_sketch_weight: float = 0.5
+    # > 0: each artist pair bent by one smooth random field (at most this many canvas px), the same
+    # for sketch and photo: face shapes none of the 88 CUFS people has (data.warp_pair), against
+    # the identity terms memorising those 88.
+    pair_warp_px: float = 0.0
     cufs_validation_every: int = 0  # keep every Nth CUFS train pair out, for `evaluate --select --validation-every N`
     checkpoint_every: int = 200  # steps
     log_every: int = 10

@@ -300,9 +300,12 @@ class TrainingPair(NamedTuple):
 
 
 def make_training_pair(record: FaceRecord, style: str, rng: np.random.Generator, augment: bool = True,
-                       output_scale: int = 1) -> TrainingPair:
+                       output_scale: int = 1, pair_warp_px: float = 0.0) -> TrainingPair:
     """One (sketch, photo, face mask, five points) sample through the serving preprocessing; the
-    photo, its mask and its points at ``output_scale`` x the canvas size."""
+    photo, its mask and its points at ``output_scale`` x the canvas size. ``pair_warp_px`` > 0 bends
+    an artist pair first (:func:`warp_pair`)."""
+    if style == "artist" and pair_warp_px > 0:
+        record = warp_pair(record, rng, pair_warp_px)
     if style == "artist":
         sketch = record.sketch
     elif style == LEARNED_ARTIST:
@@ -323,6 +326,45 @@ def make_training_pair(record: FaceRecord, style: str, rng: np.random.Generator,
         points = five_points(record.landmarks).astype(np.float32)[MIRRORED_FIVE_POINTS if flipped else slice(None)]
         points = transform_points(canvas_to_output(output_scale) @ geometry, points)
     return TrainingPair(sketch, photo, mask, points)
+
+
+def smooth_displacement(shape: tuple[int, int], rng: np.random.Generator, amplitude_px: float,
+                        control_points: tuple[int, int] = (4, 5)) -> np.ndarray:
+    """float32 (H, W, 2) (dx, dy): a random shift of at most ``amplitude_px`` at each of a coarse
+    grid of control points (columns, rows), interpolated bicubically: features tens of pixels
+    apart move apart or together, so a face changes shape without folding."""
+    columns, rows = control_points
+    coarse = rng.uniform(-amplitude_px, amplitude_px, size=(rows, columns, 2)).astype(np.float32)
+    return cv2.resize(coarse, (shape[1], shape[0]), interpolation=cv2.INTER_CUBIC)
+
+
+def warp_pair(record: FaceRecord, rng: np.random.Generator, amplitude_px: float) -> FaceRecord:
+    """The record's artist sketch, photo and landmarks bent by one smooth displacement, the same for
+    all three: a face shape that none of the 88 CUFS people has, still a true sketch-photo pair.
+    Identity and pixel terms then see more faces in the artists' style than there are people."""
+    height, width = record.photo.shape[:2]
+    displacement = smooth_displacement((height, width), rng, amplitude_px)
+    grid_x, grid_y = np.meshgrid(np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32))
+    map_x, map_y = grid_x + displacement[..., 0], grid_y + displacement[..., 1]  # output pixel reads input there
+
+    def bend(image: np.ndarray, paper: float | None = None) -> np.ndarray:
+        if paper is None:  # the photo: its edge colour carries on
+            return cv2.remap(image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        return cv2.remap(image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=paper)
+
+    landmarks = None
+    if record.landmarks is not None:
+        # A feature at p lands where x + d(x) = p: solved by a few fixed-point steps (d is smooth and small).
+        points = np.asarray(record.landmarks, dtype=np.float64)
+        landmarks = points.copy()
+        for _ in range(3):
+            columns = np.clip(np.rint(landmarks[:, 0]).astype(int), 0, width - 1)
+            rows = np.clip(np.rint(landmarks[:, 1]).astype(int), 0, height - 1)
+            landmarks = points - displacement[rows, columns]
+        landmarks = landmarks.astype(np.float32)
+    sketch = None if record.sketch is None else bend(record.sketch.astype(np.float32), 1.0)
+    # photo_full dropped: a 2x target is then made from the bent photo.
+    return replace(record, photo=bend(record.photo), sketch=sketch, landmarks=landmarks, photo_full=None)
 
 
 def _photo_at_output(record: FaceRecord, geometry: np.ndarray, output_scale: int) -> tuple[np.ndarray, np.ndarray]:
@@ -370,7 +412,7 @@ class SketchPhotoDataset(Dataset):
     def __init__(self, records: list[FaceRecord], seed: int = 0, augment: bool = True,
                  artist_weight: float | None = None, cufs_repeats: int = 1, output_scale: int = 1,
                  identity_on_doodles: bool = True, l1_on_doodles: bool = True, learned_sketch_weight: float = 0.0,
-                 style_mix: dict[str, float] | None = None):
+                 style_mix: dict[str, float] | None = None, pair_warp_px: float = 0.0):
         """artist_weight: how often a CUFS item keeps its artist sketch (default CUFS_STYLE_WEIGHTS);
         cufs_repeats: how many times each CUFS item appears per epoch (the benchmark's style);
         output_scale: photos at this many times the canvas size (the generator's output);
@@ -379,7 +421,11 @@ class SketchPhotoDataset(Dataset):
         every item also says whether it is a mouse doodle (``doodle_mask``, for G_teacher);
         learned_sketch_weight: how often a photo with a learned_sketch is shown as that sketch;
         style_mix: only these styles, for every record ({style: weight}, :func:`parse_style_mix`),
-        in place of the default mixes and artist_weight: a generator for one kind of drawing."""
+        in place of the default mixes and artist_weight: a generator for one kind of drawing;
+        pair_warp_px: > 0 bends each artist pair by a smooth field of at most that many px (:func:`warp_pair`)."""
+        if pair_warp_px < 0:
+            raise ValueError("pair_warp_px must be >= 0")
+        self.pair_warp_px = pair_warp_px
         if not records:
             raise ValueError("no training records: is the data folder right?")
         if cufs_repeats < 1:
@@ -429,7 +475,7 @@ class SketchPhotoDataset(Dataset):
         rng = np.random.default_rng(seed)
         record = self.records[index]
         style = self.style_for(record, rng)
-        pair = make_training_pair(record, style, rng, self.augment, self.output_scale)
+        pair = make_training_pair(record, style, rng, self.augment, self.output_scale, self.pair_warp_px)
         has_points = pair.five_points is not None
         # A doodle's few lines carry little of who it is: asking for the person's identity from it
         # may teach the generator a look, not a likeness.
