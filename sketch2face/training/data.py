@@ -304,9 +304,9 @@ def make_training_pair(record: FaceRecord, style: str, rng: np.random.Generator,
     """One (sketch, photo, face mask, five points) sample through the serving preprocessing; the
     photo, its mask and its points at ``output_scale`` x the canvas size. ``pair_warp_px`` > 0 bends
     an artist pair first (:func:`warp_pair`)."""
-    if style == "artist" and pair_warp_px > 0:
-        record = warp_pair(record, rng, pair_warp_px)
     if style == "artist":
+        if pair_warp_px > 0:
+            record = warp_pair(record, rng, pair_warp_px)
         sketch = record.sketch
     elif style == LEARNED_ARTIST:
         sketch = record.learned_sketch
@@ -362,7 +362,7 @@ def warp_pair(record: FaceRecord, rng: np.random.Generator, amplitude_px: float)
             rows = np.clip(np.rint(landmarks[:, 1]).astype(int), 0, height - 1)
             landmarks = points - displacement[rows, columns]
         landmarks = landmarks.astype(np.float32)
-    sketch = None if record.sketch is None else bend(record.sketch.astype(np.float32), 1.0)
+    sketch = None if record.sketch is None else bend(record.sketch, 1.0)
     # photo_full dropped: a 2x target is then made from the bent photo.
     return replace(record, photo=bend(record.photo), sketch=sketch, landmarks=landmarks, photo_full=None)
 
