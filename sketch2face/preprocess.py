@@ -358,18 +358,21 @@ def similarity_transform(source: np.ndarray, target: np.ndarray) -> np.ndarray:
     return transform.params[:2].copy()
 
 
-def warp_to_canvas(image: np.ndarray, to_canvas: np.ndarray, border_value: float | None = None) -> np.ndarray:
-    """Apply the framing transform. border_value None replicates the edge (for photos)."""
-    return _warp_scale_translate(image, to_canvas, CANVAS_SIZE, border_value)
+def warp_to_canvas(image: np.ndarray, to_canvas: np.ndarray, border_value: float | None = None,
+                   interpolation: int = cv2.INTER_LINEAR) -> np.ndarray:
+    """Apply the framing transform. border_value None replicates the edge (for photos).
+    ``interpolation``: see :func:`_warp_scale_translate` (linear for drawings)."""
+    return _warp_scale_translate(image, to_canvas, CANVAS_SIZE, border_value, interpolation)
 
 
 def _warp_scale_translate(
     image: np.ndarray, matrix: np.ndarray, size: tuple[int, int], border_value: float | None,
-    enlarge_with: int = cv2.INTER_LINEAR,
+    interpolation: int = cv2.INTER_LINEAR,
 ) -> np.ndarray:
     """warpAffine for scale+shift matrices; shrinking is done by area averaging first,
-    because warpAffine alone would drop thin pen lines. ``enlarge_with``: the interpolation
-    when the image is enlarged."""
+    because warpAffine alone would drop thin pen lines. ``interpolation``: for the warp that
+    follows (an enlargement, or the sub-pixel shift left after the shrink). Linear suits
+    drawings; photos and faces want cubic, because a linear half-pixel shift is a [0.5, 0.5] blur."""
     matrix = np.array(matrix, dtype=np.float64)
     scale_x, scale_y = matrix[0, 0], matrix[1, 1]
     if max(scale_x, scale_y) < 1.0:
@@ -382,8 +385,6 @@ def _warp_scale_translate(
         border = dict(borderMode=cv2.BORDER_REPLICATE)
     else:
         border = dict(borderMode=cv2.BORDER_CONSTANT, borderValue=border_value)
-    # Rounding the output to whole pixels makes a 1:1 mapping up to ~1.005: that is not enlarging.
-    interpolation = enlarge_with if max(matrix[0, 0], matrix[1, 1]) > 1.01 else cv2.INTER_LINEAR
     return cv2.warpAffine(image, matrix, size, flags=interpolation, **border)
 
 
@@ -453,9 +454,11 @@ def uncanvas(face: np.ndarray, sketch: NormalisedSketch, size: tuple[int, int] |
         # The generator paints its background lighter near the face than at the canvas's edge: far
         # past the canvas that shows as a rectangle, so the background is settled to one colour.
         face, background = settled_background(face, sketch, settling, _border_colour(face))
-    # Enlarged faces use bicubic: of the plain resizers it is the one the realism judge prefers on
-    # generated faces. (When the weights have an upscaler, the face arrives here already at 2x.)
-    warped = _warp_scale_translate(face, to_output, (width, height), border_value=None, enlarge_with=cv2.INTER_CUBIC)
+    # Bicubic for every resampling of the face: of the plain resizers it is the one the realism
+    # judge prefers on enlarged generated faces, and a linear sub-pixel shift would blur the face
+    # even at 1:1 (docs/training.md, "The face's last resampling"). (When the weights have an
+    # upscaler, the face arrives here already at 2x.)
+    warped = _warp_scale_translate(face, to_output, (width, height), border_value=None, interpolation=cv2.INTER_CUBIC)
     # Where the output frame reaches past the canvas, continue with the background colour, blended
     # over a soft seam, instead of smearing the canvas edge outwards.
     coverage = _warp_scale_translate(np.ones(face.shape[:2], np.float32), to_output, (width, height), border_value=0.0)

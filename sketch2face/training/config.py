@@ -85,6 +85,9 @@ class TrainConfig:
     # for sketch and photo: face shapes none of the 88 CUFS people has (data.warp_pair), against
     # the identity terms memorising those 88.
     pair_warp_px: float = 0.0
+    # How the photo is resampled into each sample's frame (data.PHOTO_RESAMPLING): "linear" blurs
+    # it by up to a half-pixel shift's [0.5, 0.5]; "cubic" keeps the photo's detail for the target.
+    photo_resample: str = "linear"
     cufs_validation_every: int = 0  # keep every Nth CUFS train pair out, for `evaluate --select --validation-every N`
     checkpoint_every: int = 200  # steps
     log_every: int = 10

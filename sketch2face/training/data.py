@@ -300,10 +300,11 @@ class TrainingPair(NamedTuple):
 
 
 def make_training_pair(record: FaceRecord, style: str, rng: np.random.Generator, augment: bool = True,
-                       output_scale: int = 1, pair_warp_px: float = 0.0) -> TrainingPair:
+                       output_scale: int = 1, pair_warp_px: float = 0.0,
+                       photo_resample: str = "linear") -> TrainingPair:
     """One (sketch, photo, face mask, five points) sample through the serving preprocessing; the
     photo, its mask and its points at ``output_scale`` x the canvas size. ``pair_warp_px`` > 0 bends
-    an artist pair first (:func:`warp_pair`)."""
+    an artist pair first (:func:`warp_pair`). ``photo_resample``: a key of PHOTO_RESAMPLING."""
     if style == "artist":
         if pair_warp_px > 0:
             record = warp_pair(record, rng, pair_warp_px)
@@ -320,7 +321,7 @@ def make_training_pair(record: FaceRecord, style: str, rng: np.random.Generator,
         sketch, geometry = normalised.canvas, _as3x3(normalised.to_canvas) @ geometry
     except InputError:  # a style that erased nearly everything: keep the plain framing
         sketch = sketch.astype(np.float32)
-    photo, mask = _photo_at_output(record, geometry, output_scale)
+    photo, mask = _photo_at_output(record, geometry, output_scale, PHOTO_RESAMPLING[photo_resample])
     points = None
     if record.landmarks is not None:
         points = five_points(record.landmarks).astype(np.float32)[MIRRORED_FIVE_POINTS if flipped else slice(None)]
@@ -367,7 +368,14 @@ def warp_pair(record: FaceRecord, rng: np.random.Generator, amplitude_px: float)
     return replace(record, photo=bend(record.photo), sketch=sketch, landmarks=landmarks, photo_full=None)
 
 
-def _photo_at_output(record: FaceRecord, geometry: np.ndarray, output_scale: int) -> tuple[np.ndarray, np.ndarray]:
+# The photo's resampling into a sample's frame. The shipped generators learned from "linear"
+# targets, which a perfect generator could only copy at CUFS train KID x1000 78 (against 40 for
+# "cubic", docs/training.md "The face's last resampling").
+PHOTO_RESAMPLING = {"linear": cv2.INTER_LINEAR, "cubic": cv2.INTER_CUBIC}
+
+
+def _photo_at_output(record: FaceRecord, geometry: np.ndarray, output_scale: int,
+                     interpolation: int = cv2.INTER_LINEAR) -> tuple[np.ndarray, np.ndarray]:
     """The record's photo and face mask moved by ``geometry`` (canvas pixels), in one resampling
     from the sharpest photo there is: record.photo_full when the output is larger than the canvas."""
     to_output = canvas_to_output(output_scale)
@@ -382,9 +390,9 @@ def _photo_at_output(record: FaceRecord, geometry: np.ndarray, output_scale: int
     photo = np.dstack([source, mask])
     matrix = to_output @ geometry @ np.linalg.inv(from_canvas)  # source pixels -> output pixels
     if output_scale == 1 and matrix[0, 1] == matrix[1, 0] == 0.0 and matrix[0, 0] > 0 and matrix[1, 1] > 0:
-        photo = preprocess.warp_to_canvas(photo, matrix[:2])  # area-averages a shrink, as serving does
+        photo = preprocess.warp_to_canvas(photo, matrix[:2], interpolation=interpolation)  # area-averages a shrink, as serving does
     else:
-        photo = cv2.warpAffine(photo, matrix[:2], output_size(output_scale), flags=cv2.INTER_LINEAR,
+        photo = cv2.warpAffine(photo, matrix[:2], output_size(output_scale), flags=interpolation,
                                borderMode=cv2.BORDER_REPLICATE)
     return np.ascontiguousarray(photo[..., :3]), photo[..., 3].astype(np.float32) / 255.0
 
@@ -412,7 +420,8 @@ class SketchPhotoDataset(Dataset):
     def __init__(self, records: list[FaceRecord], seed: int = 0, augment: bool = True,
                  artist_weight: float | None = None, cufs_repeats: int = 1, output_scale: int = 1,
                  identity_on_doodles: bool = True, l1_on_doodles: bool = True, learned_sketch_weight: float = 0.0,
-                 style_mix: dict[str, float] | None = None, pair_warp_px: float = 0.0):
+                 style_mix: dict[str, float] | None = None, pair_warp_px: float = 0.0,
+                 photo_resample: str = "linear"):
         """artist_weight: how often a CUFS item keeps its artist sketch (default CUFS_STYLE_WEIGHTS);
         cufs_repeats: how many times each CUFS item appears per epoch (the benchmark's style);
         output_scale: photos at this many times the canvas size (the generator's output);
@@ -422,10 +431,13 @@ class SketchPhotoDataset(Dataset):
         learned_sketch_weight: how often a photo with a learned_sketch is shown as that sketch;
         style_mix: only these styles, for every record ({style: weight}, :func:`parse_style_mix`),
         in place of the default mixes and artist_weight: a generator for one kind of drawing;
-        pair_warp_px: > 0 bends each artist pair by a smooth field of at most that many px (:func:`warp_pair`)."""
+        pair_warp_px: > 0 bends each artist pair by a smooth field of at most that many px (:func:`warp_pair`);
+        photo_resample: how the photo is resampled into the sample's frame (PHOTO_RESAMPLING)."""
         if pair_warp_px < 0:
             raise ValueError("pair_warp_px must be >= 0")
-        self.pair_warp_px = pair_warp_px
+        if photo_resample not in PHOTO_RESAMPLING:
+            raise ValueError(f"photo_resample must be one of {sorted(PHOTO_RESAMPLING)}, got {photo_resample!r}")
+        self.pair_warp_px, self.photo_resample = pair_warp_px, photo_resample
         if not records:
             raise ValueError("no training records: is the data folder right?")
         if cufs_repeats < 1:
@@ -475,7 +487,8 @@ class SketchPhotoDataset(Dataset):
         rng = np.random.default_rng(seed)
         record = self.records[index]
         style = self.style_for(record, rng)
-        pair = make_training_pair(record, style, rng, self.augment, self.output_scale, self.pair_warp_px)
+        pair = make_training_pair(record, style, rng, self.augment, self.output_scale, self.pair_warp_px,
+                                  self.photo_resample)
         has_points = pair.five_points is not None
         # A doodle's few lines carry little of who it is: asking for the person's identity from it
         # may teach the generator a look, not a likeness.

@@ -424,7 +424,8 @@ def train(config: TrainConfig, out_dir: Path, data_root: Path | None = None, res
                                       learned_sketch_weight=config.learned_sketch_weight,  # only photos with a learned sketch
                                       cufs_repeats=config.cufs_repeats, output_scale=config.output_scale,
                                       identity_on_doodles=config.identity_on_doodles, l1_on_doodles=config.l1_on_doodles,
-                                      style_mix=style_mix, pair_warp_px=config.pair_warp_px)
+                                      style_mix=style_mix, pair_warp_px=config.pair_warp_px,
+                                      photo_resample=config.photo_resample)
     loader = DataLoader(dataset, batch_size=config.batch_size, shuffle=True, drop_last=True, num_workers=workers,
                         persistent_workers=workers > 0)
     loader = accelerator.prepare(loader)
