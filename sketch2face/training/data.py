@@ -390,7 +390,8 @@ def _photo_at_output(record: FaceRecord, geometry: np.ndarray, output_scale: int
     photo = np.dstack([source, mask])
     matrix = to_output @ geometry @ np.linalg.inv(from_canvas)  # source pixels -> output pixels
     if output_scale == 1 and matrix[0, 1] == matrix[1, 0] == 0.0 and matrix[0, 0] > 0 and matrix[1, 1] > 0:
-        photo = preprocess.warp_to_canvas(photo, matrix[:2], interpolation=interpolation)  # area-averages a shrink, as serving does
+        # Area-averages a shrink, as serving does.
+        photo = preprocess.warp_to_canvas(photo, matrix[:2], interpolation=interpolation)
     else:
         photo = cv2.warpAffine(photo, matrix[:2], output_size(output_scale), flags=interpolation,
                                borderMode=cv2.BORDER_REPLICATE)
