@@ -76,12 +76,30 @@ def test_judge_input_squeezes_the_whole_image_to_224():
         kid.judge_input(np.zeros((64, 64), np.uint8))
 
 
+def test_detail_falls_with_blur_and_is_what_the_judge_sees():
+    import cv2
+
+    photo = synthetic_face()
+    noisy = np.clip(photo + np.random.default_rng(0).normal(0, 12, photo.shape), 0, 255).astype(np.uint8)
+    blurred = cv2.GaussianBlur(noisy, (0, 0), 1.5)
+    assert kid.detail([noisy]) > 2 * kid.detail([blurred])
+    assert kid.detail([noisy, blurred]) == pytest.approx((kid.detail([noisy]) + kid.detail([blurred])) / 2)
+    # Measured on the judge's 224x224 view: enlarging an image changes it only by the resampling.
+    big = cv2.resize(blurred, (blurred.shape[1] * 2, blurred.shape[0] * 2), interpolation=cv2.INTER_CUBIC)
+    assert kid.detail([big]) == pytest.approx(kid.detail([blurred]), rel=0.15)
+    with pytest.raises(ValueError, match="no images"):
+        kid.detail([])
+
+
 def test_kid_table_reports_values_skips_and_missing_rows():
-    result = {name: {"comparison": text, "generated": 5, "real": 7, "kid_x1000": 12.34} for name, text in KID_ROWS.items()}
+    result = {name: {"comparison": text, "generated": 5, "real": 7, "kid_x1000": 12.34, "detail_ratio": 0.456}
+              for name, text in KID_ROWS.items()}
     result["eval_sketches"]["kid_x1000"] = None
+    del result["canada_doodles"]["detail_ratio"]  # a metrics.json written before the column existed
     lines = kid_table(result)
-    assert "| CUFS test outputs vs CUFS train photos | 5 | 7 | 12 |" in lines
-    assert any(line.startswith("| eval doodles + edge maps") and line.endswith("| n/a |") for line in lines)
+    assert "| CUFS test outputs vs CUFS train photos | 5 | 7 | 12 | 0.46 |" in lines
+    assert any(line.startswith("| eval doodles + edge maps") and line.endswith("| n/a | 0.46 |") for line in lines)
+    assert any(line.startswith("| synthetic Canada doodle") and line.endswith("| 12 | n/a |") for line in lines)
     assert kid_table({"skipped": "no judge"}) == ["", "KID x1000 was not measured: no judge"]
     assert kid_table(None) == []
 
@@ -147,3 +165,6 @@ def test_evaluate_reports_kid_for_every_comparison(tmp_path, tiny_data_root):  #
     assert result["cufs_test"]["kid_x1000"] > result["reference_cufs_photos"]["kid_x1000"]
     assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["kid"] == result
     assert "| CUFS test outputs vs CUFS train photos | 3 | 2 |" in (tmp_path / "eval" / "metrics.md").read_text()
+    # The photos carry more pixel-scale detail than an untrained generator's mush; against
+    # themselves the ratio is 1 only up to the two photo sets differing.
+    assert 0.0 < result["cufs_test"]["detail_ratio"] < result["reference_cufs_photos"]["detail_ratio"]

@@ -43,6 +43,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import cv2
 import numpy as np
@@ -522,13 +523,24 @@ KID_ROWS = {
 }
 
 
-def _kid_row(judge_real: np.ndarray, judge_fake: np.ndarray) -> dict:
+def _kid_row(judge_real: np.ndarray, judge_fake: np.ndarray, detail_ratio: float | None = None) -> dict:
     row = {"generated": int(len(judge_fake)), "real": int(len(judge_real))}
     try:
         row["kid_x1000"] = kid.kid_x1000(judge_real, judge_fake)
     except ValueError as error:  # too few images (tiny test data)
         row["kid_x1000"], row["note"] = None, str(error)
+    if detail_ratio is not None:
+        row["detail_ratio"] = detail_ratio
     return row
+
+
+class _Judged(NamedTuple):
+    features: np.ndarray
+    detail: float
+
+
+def _judged_row(real: _Judged, fake: _Judged) -> dict:
+    return _kid_row(real.features, fake.features, fake.detail / real.detail)
 
 
 def evaluate_kid(model: Sketch2Face, root: Path, cufs_pairs: list, cufs_fakes: list, canada_samples: dict,
@@ -539,21 +551,23 @@ def evaluate_kid(model: Sketch2Face, root: Path, cufs_pairs: list, cufs_fakes: l
     except (ImportError, FileNotFoundError, ValueError) as error:
         print(f"warning: KID skipped: {error}", file=sys.stderr)
         return {"skipped": str(error)}
-    cufs_train = judge.features([data.read_rgb(path) for path in sorted((root / "cufs" / "train" / "photos").glob("*.jpg"))])
-    photos = judge.features([record.photo for record in data.load_faces(("london_neutral", "3dsk"), root=root)])
+    def judged(images: list[np.ndarray]) -> _Judged:
+        return _Judged(judge.features(images), kid.detail(images))
+
+    cufs_train = judged([data.read_rgb(path) for path in sorted((root / "cufs" / "train" / "photos").glob("*.jpg"))])
+    photos = judged([record.photo for record in data.load_faces(("london_neutral", "3dsk"), root=root)])
     sketches = [pair.sketch for pairs, _ in unpaired.values() for pair in pairs]
     # The canvas outputs, the framing the London/3DSK photos are aligned to (the pipeline's output
     # is mapped back into each drawing's own frame).
-    eval_outputs = judge.features([model.generate_canvas(preprocess.normalise(sketch).canvas) for sketch in sketches])
+    eval_images = [model.generate_canvas(preprocess.normalise(sketch).canvas) for sketch in sketches]
     canada_pairs, canada_fakes = canada_samples["doodle"]
-    canada_outputs = judge.features(canada_fakes)
     rows = {
-        "cufs_test": _kid_row(cufs_train, judge.features(cufs_fakes)),
-        "eval_sketches": _kid_row(photos, eval_outputs),
-        "canada_doodles": _kid_row(photos, canada_outputs),
-        "doodles_all": _kid_row(photos, np.concatenate([eval_outputs, canada_outputs])),
-        "reference_cufs_photos": _kid_row(cufs_train, judge.features([pair.photo for pair in cufs_pairs])),
-        "reference_canada_photos": _kid_row(photos, judge.features([pair.photo for pair in canada_pairs])),
+        "cufs_test": _judged_row(cufs_train, judged(cufs_fakes)),
+        "eval_sketches": _judged_row(photos, judged(eval_images)),
+        "canada_doodles": _judged_row(photos, judged(canada_fakes)),
+        "doodles_all": _judged_row(photos, judged(eval_images + list(canada_fakes))),
+        "reference_cufs_photos": _judged_row(cufs_train, judged([pair.photo for pair in cufs_pairs])),
+        "reference_canada_photos": _judged_row(photos, judged([pair.photo for pair in canada_pairs])),
     }
     for name, row in rows.items():
         row["comparison"] = KID_ROWS[name]
@@ -637,12 +651,17 @@ def kid_table(result: dict | None) -> list[str]:
         return []
     if "skipped" in result:
         return ["", f"KID x1000 was not measured: {result['skipped']}"]
-    lines = ["", "| Realism, KID x1000 (MobileNetV2 features; lower is better) | generated | real | KID x1000 |",
-             "|---|---|---|---|"]
+    lines = ["", "| Realism, KID x1000 (MobileNetV2 features; lower is better) | generated | real | KID x1000 "
+                 "| detail, generated / real |",
+             "|---|---|---|---|---|"]
     for name in KID_ROWS:
         row = result[name]
         value = "n/a" if row["kid_x1000"] is None else f"{row['kid_x1000']:.0f}"
-        lines.append(f"| {row['comparison']} | {row['generated']} | {row['real']} | {value} |")
+        detail = f"{row['detail_ratio']:.2f}" if row.get("detail_ratio") is not None else "n/a"
+        lines.append(f"| {row['comparison']} | {row['generated']} | {row['real']} | {value} | {detail} |")
+    lines.append("")
+    lines.append("Detail: the mean absolute Laplacian of the judge's 224x224 grey view, generated over real. "
+                 "KID rises steeply as it falls (docs/training.md, \"The face's last resampling\").")
     return lines
 
 

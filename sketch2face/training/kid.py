@@ -85,6 +85,18 @@ class MobileNetJudge:
         return np.stack(rows)
 
 
+def detail(images: Iterable[np.ndarray]) -> float:
+    """How much pixel-scale detail the judge sees: the mean absolute Laplacian of each image's grey
+    :func:`judge_input`, averaged over the images. The judge is very sensitive to it (a Gaussian
+    blur of sigma 0.75 px takes real CUFS test photos from KID x1000 2 to 172), so a KID is best
+    read next to the ratio of this between the generated and the real images."""
+    values = [np.abs(cv2.Laplacian(cv2.cvtColor(judge_input(image), cv2.COLOR_RGB2GRAY), cv2.CV_32F)).mean()
+              for image in images]
+    if not values:
+        raise ValueError("no images to measure")
+    return float(np.mean(values))
+
+
 def polynomial_kernel(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """k(x, y) = (x.y / d + 1)^3 for every row pair, d the feature dimension."""
     return (x @ y.T / x.shape[1] + 1.0) ** 3
