@@ -349,9 +349,10 @@ def warp_pair(record: FaceRecord, rng: np.random.Generator, amplitude_px: float)
     map_x, map_y = grid_x + displacement[..., 0], grid_y + displacement[..., 1]  # output pixel reads input there
 
     def bend(image: np.ndarray, paper: float | None = None) -> np.ndarray:
-        if paper is None:  # the photo: its edge colour carries on
-            return cv2.remap(image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        return cv2.remap(image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=paper)
+        # The photo's edge colour carries on; the sketch's paper is blank.
+        border = (dict(borderMode=cv2.BORDER_REPLICATE) if paper is None
+                  else dict(borderMode=cv2.BORDER_CONSTANT, borderValue=paper))
+        return cv2.remap(image, map_x, map_y, cv2.INTER_LINEAR, **border)
 
     landmarks = None
     if record.landmarks is not None:

@@ -535,12 +535,16 @@ def _kid_row(judge_real: np.ndarray, judge_fake: np.ndarray, detail_ratio: float
 
 
 class _Judged(NamedTuple):
+    """An image set as the judge sees it: one feature row and one ``kid.detail`` per image."""
     features: np.ndarray
-    detail: float
+    details: np.ndarray
+
+    def joined(self, other: "_Judged") -> "_Judged":
+        return _Judged(np.concatenate([self.features, other.features]), np.concatenate([self.details, other.details]))
 
 
 def _judged_row(real: _Judged, fake: _Judged) -> dict:
-    return _kid_row(real.features, fake.features, fake.detail / real.detail)
+    return _kid_row(real.features, fake.features, float(fake.details.mean() / real.details.mean()))
 
 
 def evaluate_kid(model: Sketch2Face, root: Path, cufs_pairs: list, cufs_fakes: list, canada_samples: dict,
@@ -551,8 +555,9 @@ def evaluate_kid(model: Sketch2Face, root: Path, cufs_pairs: list, cufs_fakes: l
     except (ImportError, FileNotFoundError, ValueError) as error:
         print(f"warning: KID skipped: {error}", file=sys.stderr)
         return {"skipped": str(error)}
+
     def judged(images: list[np.ndarray]) -> _Judged:
-        return _Judged(judge.features(images), kid.detail(images))
+        return _Judged(judge.features(images), np.array([kid.detail([image]) for image in images]))
 
     cufs_train = judged([data.read_rgb(path) for path in sorted((root / "cufs" / "train" / "photos").glob("*.jpg"))])
     photos = judged([record.photo for record in data.load_faces(("london_neutral", "3dsk"), root=root)])
@@ -561,11 +566,12 @@ def evaluate_kid(model: Sketch2Face, root: Path, cufs_pairs: list, cufs_fakes: l
     # is mapped back into each drawing's own frame).
     eval_images = [model.generate_canvas(preprocess.normalise(sketch).canvas) for sketch in sketches]
     canada_pairs, canada_fakes = canada_samples["doodle"]
+    eval_outputs, canada_outputs = judged(eval_images), judged(canada_fakes)
     rows = {
         "cufs_test": _judged_row(cufs_train, judged(cufs_fakes)),
-        "eval_sketches": _judged_row(photos, judged(eval_images)),
-        "canada_doodles": _judged_row(photos, judged(canada_fakes)),
-        "doodles_all": _judged_row(photos, judged(eval_images + list(canada_fakes))),
+        "eval_sketches": _judged_row(photos, eval_outputs),
+        "canada_doodles": _judged_row(photos, canada_outputs),
+        "doodles_all": _judged_row(photos, eval_outputs.joined(canada_outputs)),
         "reference_cufs_photos": _judged_row(cufs_train, judged([pair.photo for pair in cufs_pairs])),
         "reference_canada_photos": _judged_row(photos, judged([pair.photo for pair in canada_pairs])),
     }
