@@ -67,6 +67,9 @@ class TrainConfig:
     # not say, so training hardly lowers it (run N, docs/training.md).
     lambda_layout: float = 0.0
     layout_pool: int = 8
+    # "color,translation,cutout" (augment.POLICIES): D sees every pair, real and generated, through the
+    # same random differentiable transforms, so with ~400 faces it cannot memorise the photos.
+    discriminator_augment: str = ""
     discriminator_warmup_steps: int = 0  # D updates alone before G's first, for a fine-tune whose D starts afresh
     lambda_face: float = 0.0  # extra L1 on the inner face (landmark hull); 0 = plain pix2pix
     seed: int = 0

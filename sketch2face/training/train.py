@@ -47,7 +47,7 @@ from accelerate import Accelerator
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from . import data, objectives
+from . import augment, data, objectives
 from .checkpoints import save_atomically
 from .machine import machine_description
 from .config import GENERATOR_SHAPE, PRE_V2_DEFAULTS, TrainConfig, generator_from_config, saved_config
@@ -134,6 +134,12 @@ class Pix2PixTrainer:
             raise SystemExit("--lambda-layout replaces the pixel terms on doodles: add --l1-on-doodles false")
         if config.layout_pool < 1:
             raise SystemExit(f"--layout-pool {config.layout_pool}: give a block size of 1 pixel or more")
+        try:
+            self.augment_policy = augment.parse_policy(config.discriminator_augment)
+        except ValueError as error:
+            raise SystemExit(f"--discriminator-augment: {error}") from None
+        if self.augment_policy and config.output_scale != 1:
+            raise SystemExit("--discriminator-augment: only for output_scale 1 (sketch and face at one size)")
         self.config = config
         self.accelerator = accelerator
         try:
@@ -177,6 +183,7 @@ class Pix2PixTrainer:
         self.teacher: UNetGenerator | None = None  # G_teacher's reference, set by keep_as_teacher
         self.step = 0
         self.epoch = 0
+        self.discriminator_only_steps = 0  # warm-up updates, which do not advance step (augmentation draws)
 
     def train_step(self, sketch: torch.Tensor, photo: torch.Tensor, face_mask: torch.Tensor | None = None,
                    five_points: torch.Tensor | None = None, identity_mask: torch.Tensor | None = None,
@@ -200,7 +207,7 @@ class Pix2PixTrainer:
         # a face recogniser, and stay close to it in L1, optionally the inner face above all (and,
         # for doodles, whose lines are warped against the photo, only in its coarse layout).
         self.optimizer_g.zero_grad(set_to_none=True)
-        fake_features = self.discriminator(sketch, fake)
+        fake_features = self._judge(sketch, fake)
         zero = fake.new_zeros(())
         terms = {
             "G_GAN": config.lambda_gan * objectives.adversarial_loss(_logits(fake_features), True, config.gan_mode,
@@ -266,12 +273,22 @@ class Pix2PixTrainer:
         features of the real pair (for G_feat) and the two terms."""
         config = self.config
         self.optimizer_d.zero_grad(set_to_none=True)
-        real_features = self.discriminator(sketch, photo)
+        real_features = self._judge(sketch, photo)
         loss_d_real = objectives.adversarial_loss(_logits(real_features), True, config.gan_mode)
-        loss_d_fake = objectives.adversarial_loss(_logits(self.discriminator(sketch, fake)), False, config.gan_mode)
+        loss_d_fake = objectives.adversarial_loss(_logits(self._judge(sketch, fake)), False, config.gan_mode)
         self.accelerator.backward(0.5 * (loss_d_real + loss_d_fake))
         self.optimizer_d.step()
         return real_features, loss_d_real, loss_d_fake
+
+    def _judge(self, sketch: torch.Tensor, image: torch.Tensor) -> list[list[torch.Tensor]]:
+        """D's features of the pair, through --discriminator-augment's transforms when set. Within a
+        step every pair gets the same draw (seeded by seed and step, so a resumed run draws alike):
+        G_feat then compares a real and a generated face moved and cut alike."""
+        if self.augment_policy:
+            key = [self.config.seed, self.step, self.discriminator_only_steps, 11]
+            draw = torch.Generator().manual_seed(int(np.random.default_rng(key).integers(2**62)))
+            sketch, image = augment.augment_pair(sketch, image, self.augment_policy, draw)
+        return self.discriminator(sketch, image)
 
     def discriminator_step(self, sketch: torch.Tensor, photo: torch.Tensor) -> dict[str, float]:
         """D's update alone, against the generator as it is (not updated): a fine-tune whose
@@ -282,6 +299,7 @@ class Pix2PixTrainer:
         with torch.no_grad():
             fake = self.generator(sketch)
         _, loss_d_real, loss_d_fake = self._update_discriminator(sketch, photo, fake)
+        self.discriminator_only_steps += 1
         return {"D_real": loss_d_real.item(), "D_fake": loss_d_fake.item()}
 
     def set_learning_rate(self, epoch_progress: float) -> float:
