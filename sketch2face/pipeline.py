@@ -243,11 +243,12 @@ class Sketch2Face:
         """Raises InputError (one-line, user-facing) for anything that is not a usable sketch.
 
         ``full_size``: the face comes back at least at the drawing's own size (512x640 from the
-        Sketchpad), by the upscaler when the weights have one, else by bicubic resizing. False:
+        Sketchpad), enlarged where it must be (:meth:`needs_enlarging`) by the upscaler when the
+        weights have one, else by bicubic resizing. False:
         at the canvas's resolution (half that from the Sketchpad), quicker: the live preview."""
         sketch = preprocess.normalise(image)
         face = self.generate_canvas(sketch.canvas)
-        upscaled = self.upscale(face) if full_size else None
+        upscaled = self.upscale(face) if full_size and self.needs_enlarging(sketch) else None
         notes = []
         if sketch.inverted:
             notes.append("Light lines on a dark background were detected and inverted.")
@@ -280,6 +281,13 @@ class Sketch2Face:
         """Whether ``canvas`` takes the line-drawing path (checked only where the two paths differ)."""
         paths_differ = self._line_drawing_generator is not self._shaded_sketch_generator
         return paths_differ and preprocess.is_line_drawing(canvas)
+
+    @staticmethod
+    def needs_enlarging(sketch: preprocess.NormalisedSketch) -> bool:
+        """Whether the canvas face has fewer pixels than the drawing (the Sketchpad's, say). A drawing
+        smaller than the canvas framing gets at least its own size from the canvas face as it is:
+        the x2 face, judged at that size, is further from photos (docs/upscaler.md, "Small drawings")."""
+        return sketch.scale < 1.0
 
     def upscale(self, face: np.ndarray) -> np.ndarray | None:
         """Canvas face (uint8 H x W x 3) -> the same at 2H x 2W; None without an upscaler."""

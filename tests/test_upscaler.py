@@ -127,6 +127,22 @@ def test_a_sketchpad_drawing_comes_back_at_least_at_its_own_size(weights_with_up
     assert np.array_equal(np.asarray(resized.generate(sketch, full_size=False).image), np.asarray(small))
 
 
+def test_a_drawing_smaller_than_the_canvas_framing_keeps_the_canvas_face(weights_with_upscaler):
+    """A CUFS-sized drawing (200x250) already gets more than its own size from the canvas face, so
+    the upscaler is skipped and full size is the canvas's resolution; the Sketchpad's is not."""
+    pipeline = Sketch2Face.from_pretrained(weights_with_upscaler)
+    calls = []
+    upscale = pipeline.upscale
+    pipeline.upscale = lambda face: calls.append(face.shape) or upscale(face)
+    small = drawing(size=(200, 250))
+    face = pipeline.generate(small).image
+    assert calls == [] and not pipeline.needs_enlarging(preprocess.normalise(small))
+    assert face.size[0] >= 200 and face.size[1] >= 250
+    assert np.array_equal(np.asarray(face), np.asarray(pipeline.generate(small, full_size=False).image))
+    pipeline.generate(drawing(size=(512, 640)))
+    assert calls == [(320, 256, 3)]
+
+
 def test_the_upscaled_face_is_the_upscalers_output_of_the_generated_one(weights_with_upscaler):
     pipeline = Sketch2Face.from_pretrained(weights_with_upscaler)
     canvas = preprocess.normalise(drawing()).canvas
