@@ -48,8 +48,9 @@ def _uniform(count: int, low: float, high: float, like: torch.Tensor, generator)
 
 
 def _colour(image: torch.Tensor, generator) -> torch.Tensor:
-    """Brightness, saturation and contrast, each by a random factor per sample (the paper's ranges,
-    brightness rescaled to [-1, 1])."""
+    """Brightness, saturation and contrast, each drawn per sample. Saturation x[0, 2] and contrast
+    x[0.5, 1.5] as in DiffAugment; brightness +-1 on this [-1, 1] range is twice the shift the
+    DiffAugment code adds to its own [-1, 1] images (run D trained with it; docs/training.md)."""
     count = image.shape[0]
     image = image + _uniform(count, -1.0, 1.0, image, generator)
     grey = image.mean(dim=1, keepdim=True)
