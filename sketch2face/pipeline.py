@@ -286,7 +286,7 @@ class Sketch2Face:
     def needs_enlarging(sketch: preprocess.NormalisedSketch) -> bool:
         """Whether the canvas face has fewer pixels than the drawing (the Sketchpad's, say). A drawing
         smaller than the canvas framing gets at least its own size from the canvas face as it is:
-        the x2 face, judged at that size, is further from photos (docs/upscaler.md, "Small drawings")."""
+        the x2 face, judged at that size, is further from photos (docs/upscaler.md, "small drawings keep the canvas face")."""
         return sketch.scale < 1.0
 
     def upscale(self, face: np.ndarray) -> np.ndarray | None:

@@ -122,6 +122,18 @@ def test_train_step_shows_the_discriminator_every_pair_through_one_draw_per_step
     assert not torch.equal(seen[-1][0], seen[-3][0])
 
 
+def test_a_training_step_draws_by_its_step_alone_so_a_resumed_run_draws_alike():
+    """Warm-up updates before it (which a resumed run does not repeat) leave a step's draw as it is."""
+    sketch, photo = face_batch()
+    warmed, fresh = augmented_trainer(), augmented_trainer()
+    warmed.discriminator_step(sketch, photo)
+    warmed.discriminator_step(sketch, photo)
+    seen_warmed, seen_fresh = spy_on_discriminator(warmed), spy_on_discriminator(fresh)
+    warmed.train_step(sketch, photo)
+    fresh.train_step(sketch, photo)
+    assert torch.equal(seen_warmed[0][0], seen_fresh[0][0])
+
+
 def test_without_a_policy_the_discriminator_sees_the_pairs_as_they_are():
     sketch, photo = face_batch()
     trainer = augmented_trainer(policy="")

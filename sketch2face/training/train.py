@@ -183,7 +183,8 @@ class Pix2PixTrainer:
         self.teacher: UNetGenerator | None = None  # G_teacher's reference, set by keep_as_teacher
         self.step = 0
         self.epoch = 0
-        self.discriminator_only_steps = 0  # warm-up updates, which do not advance step (augmentation draws)
+        self.warm_up_updates = 0  # discriminator_step calls, which do not advance step
+        self._augment_key = [config.seed, 0, 0, 11]  # what the discriminator's augmentation draws from (_judge)
 
     def train_step(self, sketch: torch.Tensor, photo: torch.Tensor, face_mask: torch.Tensor | None = None,
                    five_points: torch.Tensor | None = None, identity_mask: torch.Tensor | None = None,
@@ -197,6 +198,7 @@ class Pix2PixTrainer:
         sketch = sketch.contiguous(memory_format=self.memory_format)
         photo = photo.contiguous(memory_format=self.memory_format)
         dropout_state = self._rng_state() if config.lambda_shift > 0 else None  # G_shift's second pass reuses it
+        self._augment_key = [config.seed, self.step, 0, 11]
         fake = self.generator(sketch)
         if fake.shape != photo.shape:
             raise ValueError(f"the generator makes {tuple(fake.shape)} from this sketch but the photo is {tuple(photo.shape)}")
@@ -282,11 +284,11 @@ class Pix2PixTrainer:
 
     def _judge(self, sketch: torch.Tensor, image: torch.Tensor) -> list[list[torch.Tensor]]:
         """D's features of the pair, through --discriminator-augment's transforms when set. Within a
-        step every pair gets the same draw (seeded by seed and step, so a resumed run draws alike):
-        G_feat then compares a real and a generated face moved and cut alike."""
+        step every pair gets the same draw, so G_feat compares a real and a generated face moved and
+        cut alike. A training step draws from (seed, step), so a resumed run draws as it would have;
+        a warm-up update, which does not advance the step, from (seed, its own count)."""
         if self.augment_policy:
-            key = [self.config.seed, self.step, self.discriminator_only_steps, 11]
-            draw = torch.Generator().manual_seed(int(np.random.default_rng(key).integers(2**62)))
+            draw = torch.Generator().manual_seed(int(np.random.default_rng(self._augment_key).integers(2**62)))
             sketch, image = augment.augment_pair(sketch, image, self.augment_policy, draw)
         return self.discriminator(sketch, image)
 
@@ -298,8 +300,9 @@ class Pix2PixTrainer:
         photo = photo.contiguous(memory_format=self.memory_format)
         with torch.no_grad():
             fake = self.generator(sketch)
+        self._augment_key = [self.config.seed, self.warm_up_updates, 1, 11]
         _, loss_d_real, loss_d_fake = self._update_discriminator(sketch, photo, fake)
-        self.discriminator_only_steps += 1
+        self.warm_up_updates += 1
         return {"D_real": loss_d_real.item(), "D_fake": loss_d_fake.item()}
 
     def set_learning_rate(self, epoch_progress: float) -> float:
