@@ -28,8 +28,9 @@ def parse_policy(text: str | None) -> tuple[str, ...]:
 
 
 def augment_pair(sketch: torch.Tensor, image: torch.Tensor, policy: tuple[str, ...],
-                 generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """The pair through ``policy``'s transforms, each sample with its own random draw."""
+                 generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """The pair through ``policy``'s transforms, each sample with its own random draw from ``generator``
+    (a CPU generator: the draws are a handful of numbers, moved to the images' device)."""
     for name in policy:
         if name == "color":
             image = _colour(image, generator)
@@ -43,7 +44,7 @@ def augment_pair(sketch: torch.Tensor, image: torch.Tensor, policy: tuple[str, .
 
 
 def _uniform(count: int, low: float, high: float, like: torch.Tensor, generator) -> torch.Tensor:
-    draw = torch.rand(count, 1, 1, 1, generator=generator, device=generator.device if generator else "cpu")
+    draw = torch.rand(count, 1, 1, 1, generator=generator)
     return (low + (high - low) * draw).to(device=like.device, dtype=like.dtype)
 
 
@@ -66,9 +67,8 @@ def _translate(sketch: torch.Tensor, image: torch.Tensor, generator) -> tuple[to
     if sketch.shape[-2:] != image.shape[-2:]:
         raise ValueError("translation needs the sketch and the image at one size")
     max_dy, max_dx = int(height * TRANSLATION_FRACTION), int(width * TRANSLATION_FRACTION)
-    device = generator.device if generator else "cpu"
-    dy = torch.randint(-max_dy, max_dy + 1, (count,), generator=generator, device=device).tolist()
-    dx = torch.randint(-max_dx, max_dx + 1, (count,), generator=generator, device=device).tolist()
+    dy = torch.randint(-max_dy, max_dy + 1, (count,), generator=generator).tolist()
+    dx = torch.randint(-max_dx, max_dx + 1, (count,), generator=generator).tolist()
     moved = [(_shift(s, y, x, 1.0), _shift(i, y, x, 0.0)) for s, i, y, x in zip(sketch, image, dy, dx)]
     return torch.stack([s for s, _ in moved]), torch.stack([i for _, i in moved])
 
@@ -85,9 +85,8 @@ def _cut_out(sketch: torch.Tensor, image: torch.Tensor, generator) -> tuple[torc
     """One rectangle, half of each side, blanked in both at the same place (its centre anywhere)."""
     count, _, height, width = image.shape
     cut_h, cut_w = int(height * CUTOUT_FRACTION), int(width * CUTOUT_FRACTION)
-    device = generator.device if generator else "cpu"
-    centre_y = torch.randint(0, height, (count,), generator=generator, device=device).to(image.device)
-    centre_x = torch.randint(0, width, (count,), generator=generator, device=device).to(image.device)
+    centre_y = torch.randint(0, height, (count,), generator=generator).to(image.device)
+    centre_x = torch.randint(0, width, (count,), generator=generator).to(image.device)
     rows = torch.arange(height, device=image.device)[None, :, None]
     columns = torch.arange(width, device=image.device)[None, None, :]
     inside = (((rows - centre_y[:, None, None]).abs() <= cut_h // 2)

@@ -557,7 +557,7 @@ def evaluate_kid(model: Sketch2Face, root: Path, cufs_pairs: list, cufs_fakes: l
         return {"skipped": str(error)}
 
     def judged(images: list[np.ndarray]) -> _Judged:
-        return _Judged(judge.features(images), np.array([kid.detail([image]) for image in images]))
+        return _Judged(judge.features(images), np.array([kid.laplacian_detail(kid.judge_input(image)) for image in images]))
 
     cufs_train = judged([data.read_rgb(path) for path in sorted((root / "cufs" / "train" / "photos").glob("*.jpg"))])
     photos = judged([record.photo for record in data.load_faces(("london_neutral", "3dsk"), root=root)])

@@ -67,12 +67,6 @@ def methods(pipeline: Sketch2Face) -> dict:
     return {**resizers, "upscaler": pipeline.upscale}
 
 
-def detail(image: np.ndarray) -> float:
-    """Mean absolute Laplacian of the grey image: how much fine detail there is."""
-    grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.float32)
-    return float(np.abs(cv2.Laplacian(grey, cv2.CV_32F)).mean())
-
-
 def fidelity(real: list[np.ndarray], upscaled: list[np.ndarray]) -> dict[str, float]:
     def mean(function, crop):
         return float(np.mean([function(crop(a), crop(b)) for a, b in zip(real, upscaled)]))
@@ -97,7 +91,7 @@ def load_judge(real_crops: list[np.ndarray]):
 
 def sharpness(judge, real_features: np.ndarray, real_detail: float, upscaled: list[np.ndarray]) -> dict[str, float | None]:
     crops = [face_crop(image) for image in upscaled]
-    row: dict[str, float | None] = {"detail_vs_real": float(np.mean([detail(crop) for crop in crops]) / real_detail),
+    row: dict[str, float | None] = {"detail_vs_real": float(np.mean([kid.laplacian_detail(crop) for crop in crops]) / real_detail),
                                     "checkerboard_peaks": float(np.mean([checkerboard_peaks(image, CHECKERBOARD_PERIODS) for image in upscaled]))}
     row["kid_x1000_face_crop"] = None
     if judge is not None:
@@ -128,7 +122,7 @@ def run(upscaler_dir: Path, generator_model: str | None, out_dir: Path, root: Pa
     inputs = {"clean": [record.photo for record in records],
               "soft": [cv2.GaussianBlur(record.photo, (0, 0), SOFT_SIGMA) for record in records]}
     judge, real_features = load_judge([face_crop(image) for image in real])
-    real_detail = float(np.mean([detail(face_crop(image)) for image in real]))
+    real_detail = float(np.mean([kid.laplacian_detail(face_crop(image)) for image in real]))
     generated = generated_faces(pipeline, root, records)
 
     report: dict = {"upscaler": str(upscaler_dir), "generator": str(generator_model or "weights/"), "canada_photos": len(records),
@@ -168,7 +162,7 @@ def select(candidates: list[Path], generator_model: str | None, out_dir: Path, r
     pairs, described = generated_pairs.pairs_for_side(out_dir, root, generator_model, draws, SELECT_SEED, side="validation")
     real = list(pairs.photos)
     judge, real_features = load_judge([face_crop(image) for image in real])
-    real_detail = float(np.mean([detail(face_crop(image)) for image in real]))
+    real_detail = float(np.mean([kid.laplacian_detail(face_crop(image)) for image in real]))
     bicubic = [cv2.resize(face, FULL_SIZE, interpolation=RESIZERS["bicubic"]) for face in pairs.faces]
     upscaled_by = {"bicubic": bicubic}
     for candidate in candidates:
